@@ -1,0 +1,39 @@
+# BrewSLM — the two commands: `make demo` and `make test`. Both build .venv on first use.
+# torch goes in first, pinned to the CPU build on this machine's disk, so that nothing
+# later pulls a multi-GB CUDA build from PyPI.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint test-postgres bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/brewslm demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The store tests against a real PostgreSQL: Debian's server, started on 127.0.0.1 by the script.
+test-postgres: $(STAMP)
+	scripts/with-postgres.sh $(PY) -m pytest -m store $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) benchmarks/events.py
+	$(PY) benchmarks/ledger.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .pg

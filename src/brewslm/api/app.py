@@ -1,0 +1,165 @@
+"""The REST API: FastAPI over the same service layer as the CLI (OpenAPI at /docs).
+
+    brewslm server --host 127.0.0.1 --port 8321
+    curl localhost:8321/api/projects/tickets/events?severity=warning
+
+Bound to anything but loopback it requires BREWSLM_API_TOKEN as a bearer token. Errors have one
+body shape, {"error": {"code", "message", "details"}}, and malformed requests get a 4xx.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from brewslm import __version__, artifacts, config, project, rows
+from brewslm.errors import BlockedError, BrewError, InputError, NotFoundError
+from brewslm.events import query, taxonomy, timeline
+
+CONFLICT_CODES = {"project_exists", "stage_locked"}
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(description="1-64 of a-z 0-9 - _ . starting with a letter or digit")
+    base_model: str | None = Field(None, description="builtin:tiny, a local folder, or owner/name")
+    description: str | None = None
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def status_for(exc: BrewError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if exc.code in CONFLICT_CODES or isinstance(exc, BlockedError):
+        return 409
+    return 400 if isinstance(exc, InputError) else 500
+
+
+def create_app(*, require_token: bool = False) -> FastAPI:
+    app = FastAPI(title="BrewSLM", version=__version__,
+                  description="Projects, stage runs, events and the row ledger of BrewSLM.")
+    app.state.require_token = require_token
+    _install_error_handlers(app)
+    _add_routes(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BrewError)
+    async def _brew(_: Request, exc: BrewError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_for(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = {"errors": [{"loc": list(e.get("loc", ())), "msg": e.get("msg")}
+                              for e in exc.errors()]}
+        return JSONResponse(error_body("request_invalid", "the request does not match the "
+                                       "API schema", details), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "unauthorized" if exc.status_code == 401 else "request_invalid"
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+
+def check_token(request: Request,
+                authorization: Annotated[str | None, Header()] = None) -> None:
+    if not request.app.state.require_token:
+        return
+    expected = config.api_token() or ""
+    given = (authorization or "").removeprefix("Bearer ").strip()
+    if not expected or not given or not secrets.compare_digest(given, expected):
+        raise StarletteHTTPException(401, "a valid bearer token is required",
+                                     headers={"WWW-Authenticate": "Bearer"})
+
+
+def _add_routes(app: FastAPI) -> None:
+    deps = [Depends(check_token)]
+
+    @app.get("/api/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/api/projects", dependencies=deps)
+    def list_projects() -> dict[str, Any]:
+        return {"projects": [p.to_dict() for p in project.list_all()]}
+
+    @app.post("/api/projects", dependencies=deps, status_code=201)
+    def create_project(body: ProjectCreate) -> dict[str, Any]:
+        info = project.create(body.name, base_model=body.base_model, description=body.description)
+        return {"project": info.to_dict()}
+
+    @app.get("/api/projects/{name}", dependencies=deps)
+    def show_project(name: str) -> dict[str, Any]:
+        return {"project": project.summary(project.get(name))}
+
+    @app.delete("/api/projects/{name}", dependencies=deps)
+    def delete_project(name: str) -> dict[str, Any]:
+        return {"deleted": project.delete_project(name).to_dict()}
+
+    @app.get("/api/projects/{name}/runs", dependencies=deps)
+    def list_runs(name: str, stage: str | None = None) -> dict[str, Any]:
+        return {"runs": query.runs(project.get(name), stage)}
+
+    @app.get("/api/projects/{name}/runs/{run_id}", dependencies=deps)
+    def show_run(name: str, run_id: str) -> dict[str, Any]:
+        return {"run": query.get_run(project.get(name), run_id)}
+
+    @app.get("/api/projects/{name}/events", dependencies=deps)
+    def list_events(name: str, stage: str | None = None, severity: str | None = None,
+                    run: str | None = None, since: str | None = None, until: str | None = None,
+                    code: str | None = None,
+                    limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+                    tree: bool = False) -> dict[str, Any]:
+        info = project.get(name)
+        flt = query.make_filter(stage=stage, severity=severity, run_id=run, since=since,
+                                until=until, code=code, limit=limit)
+        if tree:
+            return timeline.build(info, flt)
+        return {"project": name, "events": query.events(info, flt)}
+
+    @app.get("/api/projects/{name}/artifacts", dependencies=deps)
+    def list_artifacts(name: str) -> dict[str, Any]:
+        return {"artifacts": [a.to_dict() for a in artifacts.list_artifacts(project.get(name))]}
+
+    @app.get("/api/projects/{name}/rows/stats", dependencies=deps)
+    def rows_stats(name: str) -> dict[str, Any]:
+        return rows.stats(project.get(name))
+
+    @app.get("/api/projects/{name}/rows/{row_id}", dependencies=deps)
+    def rows_trace(name: str, row_id: str) -> dict[str, Any]:
+        return rows.trace(project.get(name), row_id)
+
+    @app.get("/api/codes", dependencies=deps)
+    def list_codes() -> dict[str, Any]:
+        return {"codes": [c.to_dict() for c in taxonomy.codes().values()]}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(host: str, port: int) -> None:
+    """Run the API with uvicorn; beyond loopback only with BREWSLM_API_TOKEN set."""
+    import uvicorn
+
+    require_token = not is_loopback(host)
+    if require_token and not config.api_token():
+        raise InputError("server_token_missing", f"binding to {host} exposes the API beyond "
+                         "this machine: set BREWSLM_API_TOKEN first (or bind to 127.0.0.1)")
+    uvicorn.run(create_app(require_token=require_token), host=host, port=port, log_level="info")

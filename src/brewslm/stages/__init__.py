@@ -1,0 +1,1 @@
+"""The stages: one module each, one Stage protocol (base.py), one runner (runner.py)."""

@@ -1,0 +1,17 @@
+"""Alembic environment: migrations run on the engine BrewSLM hands in (store/db.py)."""
+
+from alembic import context
+
+from brewslm.store.models import Base
+
+engine = context.config.attributes["engine"]
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,49 @@
+"""Every test gets its own BREWSLM_HOME, strict reason codes and no network.
+
+The built-in tiny model is built once per session (BREWSLM_MODELS_DIR) and shared.
+With BREWSLM_TEST_DATABASE_URL set (`make test-postgres`), the store runs on that database,
+wiped before each test.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from brewslm.store import db
+from brewslm.store.models import Base
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def brewslm_home(tmp_path, monkeypatch, models_dir):
+    home = tmp_path / "brewslm-home"
+    monkeypatch.setenv("BREWSLM_HOME", str(home))
+    monkeypatch.setenv("BREWSLM_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("BREWSLM_STRICT_CODES", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    monkeypatch.delenv("BREWSLM_API_TOKEN", raising=False)
+    pg_url = os.environ.get("BREWSLM_TEST_DATABASE_URL")
+    if pg_url:
+        monkeypatch.setenv("BREWSLM_DATABASE_URL", pg_url)
+        _wipe(pg_url)
+    else:
+        monkeypatch.delenv("BREWSLM_DATABASE_URL", raising=False)
+    db.reset_engines()
+    yield home
+    db.reset_engines()
+
+
+def _wipe(url: str) -> None:
+    eng = create_engine(url)
+    with eng.begin() as conn:
+        Base.metadata.drop_all(conn)
+        conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+    eng.dispose()
