@@ -21,12 +21,18 @@ from brewslm.basemodels.builtin_tiny import (
 LABEL = '{"category": "billing", "priority": "high"}'
 
 
+def use_home(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point BrewSLM at home, with models under home/models (not a shared BREWSLM_MODELS_DIR)."""
+    mp.setenv("BREWSLM_HOME", str(home))
+    mp.delenv("BREWSLM_MODELS_DIR", raising=False)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """One real build shared by this module: (its BREWSLM_HOME, its folder)."""
     home = tmp_path_factory.mktemp("home-a")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BREWSLM_HOME", str(home))
+        use_home(mp, home)
         started = time.perf_counter()
         path = build_builtin_tiny()
         print(f"builtin:tiny built in {time.perf_counter() - started:.2f} s")
@@ -39,7 +45,7 @@ def sha256(path: Path) -> str:
 
 def test_build_writes_a_complete_folder(built, monkeypatch):
     home, path = built
-    monkeypatch.setenv("BREWSLM_HOME", str(home))
+    use_home(monkeypatch, home)
     assert path == default_builtin_dir() == home / "models" / f"builtin-tiny-{cache_key()}"
     for name in ("config.json", "generation_config.json", "model.safetensors",
                  "tokenizer.json", "tokenizer_config.json", SIDECAR):
@@ -129,7 +135,7 @@ def test_answer_tokens_occur_in_corpus(built):
 
 def test_build_is_deterministic_across_homes(built, tmp_path, monkeypatch):
     _, first = built
-    monkeypatch.setenv("BREWSLM_HOME", str(tmp_path / "home-b"))
+    use_home(monkeypatch, tmp_path / "home-b")
     second = build_builtin_tiny()
     assert second != first and second.name == first.name
     for name in ("tokenizer.json", "model.safetensors"):
@@ -139,7 +145,7 @@ def test_build_is_deterministic_across_homes(built, tmp_path, monkeypatch):
 
 def test_complete_folder_is_reused_without_rebuilding(built, monkeypatch):
     home, path = built
-    monkeypatch.setenv("BREWSLM_HOME", str(home))
+    use_home(monkeypatch, home)
     mtime = (path / SIDECAR).stat().st_mtime_ns
 
     def must_not_build(folder):
@@ -180,7 +186,7 @@ def test_lock_lets_only_one_of_two_concurrent_builds_run(tmp_path, monkeypatch):
 
 
 def test_incomplete_or_outdated_build_is_replaced(tmp_path, monkeypatch):
-    monkeypatch.setenv("BREWSLM_HOME", str(tmp_path))
+    use_home(monkeypatch, tmp_path)
     calls: list[Path] = []
     monkeypatch.setattr(builtin_tiny, "_build_into", fake_build(calls))
     target = default_builtin_dir()

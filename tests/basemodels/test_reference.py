@@ -22,19 +22,25 @@ from brewslm.basemodels.reference import (
 from brewslm.errors import InputError
 
 
+def use_home(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """Point BrewSLM at home, with models under home/models (not a shared BREWSLM_MODELS_DIR)."""
+    mp.setenv("BREWSLM_HOME", str(home))
+    mp.delenv("BREWSLM_MODELS_DIR", raising=False)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """One real builtin:tiny build for this module: (its BREWSLM_HOME, its folder)."""
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BREWSLM_HOME", str(home))
+        use_home(mp, home)
         return home, builtin_tiny.build_builtin_tiny()
 
 
 @pytest.fixture(autouse=True)
 def offline(tmp_path, monkeypatch):
     """Each test gets its own home and HF cache, and any network connect fails loudly."""
-    monkeypatch.setenv("BREWSLM_HOME", str(tmp_path / "home"))
+    use_home(monkeypatch, tmp_path / "home")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
@@ -69,7 +75,7 @@ def refused(ref: str, code: str, *, validate: bool = True) -> InputError:
 
 def test_builtin_tiny_resolves_and_describes(built, monkeypatch):
     home, path = built
-    monkeypatch.setenv("BREWSLM_HOME", str(home))
+    use_home(monkeypatch, home)
     resolved = resolve_base_model("builtin:tiny")
     assert resolved == ResolvedModel("builtin:tiny", "builtin", path)
     info = resolved.describe()

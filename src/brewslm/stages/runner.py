@@ -87,7 +87,7 @@ def run_stage(stage: Stage, project: ProjectInfo, *, params: dict[str, Any] | No
         except InputError as exc:
             if exc.code == "stage_locked":
                 emit_event("stage_locked", exc.message, project_id=project.id, stage=stage.name,
-                           parent_run_id=parent_run_id, payload={"holder": exc.details})
+                           parent_run_id=parent_run_id, payload=exc.details)
             raise
     result.events = events
     return result
