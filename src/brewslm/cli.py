@@ -236,7 +236,8 @@ def rows_stats(ctx: typer.Context, json_out: JsonOpt = False) -> None:
         console.out.print(console.table(
             f"ledger of {data['project']}", ["stage", "run", "in", "out", "dropped", "by reason",
                                              "check"],
-            [(s["stage"], s["run_id"], s["in"], s["out"], s["dropped"], s["by_reason"] or "",
+            [(s["stage"], s["run_id"], s["in"], s["out"], s["dropped"],
+              "\n".join(f"{code}={n}" for code, n in s["by_reason"].items()),
               "[red]in != out + dropped[/]" if s["flagged"] else "[green]ok[/]")
              for s in data["stages"]]))
     if data["flagged"]:
@@ -252,12 +253,15 @@ def rows_trace(ctx: typer.Context, row_id: str, json_out: JsonOpt = False) -> No
         console.print_json(data)
         return
     console.out.print(f"row [bold]{row_id}[/]: {data['final']}")
-    console.out.print(console.table("", ["stage", "run", "outcome", "reason", "source",
-                                         "position", "detail"],
-                                    [(s["stage"], s["run_id"], s["outcome"],
-                                      s.get("reason_code"), s.get("source"), s.get("position"),
-                                      s.get("child_of") and f"child {s['row_id']}"
-                                      or s.get("detail")) for s in data["steps"]]))
+    for step in data["steps"]:
+        who = f"child {step['row_id']} " if step.get("child_of") else ""
+        where = " ".join(str(step[k]) for k in ("source", "position") if step.get(k))
+        console.out.print(f"  [bold]{step['stage']}[/] {step['run_id']}: {who}{step['outcome']}"
+                          f" {step.get('reason_code', '')}  [dim]{where}[/]")
+        if step.get("detail"):
+            console.out.print(f"      detail: {step['detail']}")
+        if step.get("meaning"):
+            console.out.print(f"      [dim]{step['meaning']} Hint: {step['hint']}[/]")
 
 
 # --- base models ---------------------------------------------------------------------------

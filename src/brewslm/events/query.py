@@ -53,7 +53,8 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     except ValueError:
         raise InputError("filter_invalid", f"--{field} {value!r} is not an ISO 8601 time "
                          "(e.g. 2026-11-27T10:00:00Z)", field=field) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # Stored times are UTC; SQLite compares them as text, so the filter must be UTC too.
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def events(project: ProjectInfo, flt: EventFilter = EventFilter()) -> list[dict[str, Any]]:
