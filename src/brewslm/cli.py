@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import artifacts, console, project, rows
+from brewslm import artifacts, console, progress, project, rows
 from brewslm.errors import BrewError
 from brewslm.events import query, taxonomy, timeline
 from brewslm.stages.runner import StageResult, recover_interrupted
@@ -291,9 +291,10 @@ def selftest(project_name: ProjectOpt,
     from brewslm.stages.runner import run_stage
     from brewslm.stages.synthetic import SyntheticStage
 
-    result = run_stage(SyntheticStage(), project.get(project_name),
-                       params={"rows": n_rows, "reject_every": reject_every,
-                               "change_every": change_every})
+    with progress.rich_bars(enabled=not json_out):
+        result = run_stage(SyntheticStage(), project.get(project_name),
+                           params={"rows": n_rows, "reject_every": reject_every,
+                                   "change_every": change_every})
     finish_stage(result, json_out)
 
 

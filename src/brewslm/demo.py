@@ -12,7 +12,7 @@ from typing import Any
 
 from rich.rule import Rule
 
-from brewslm import console, project, rows
+from brewslm import console, progress, project, rows
 from brewslm.errors import NotFoundError
 from brewslm.events import query, timeline
 from brewslm.ledger import make_row_id
@@ -33,7 +33,8 @@ def run_demo(*, quiet: bool = False) -> dict[str, Any]:
         f"chat template: {model['chat_template']}\n  {model['path']}")
 
     say(Rule("a row stage through the runner (synthetic rows)"))
-    first = run_stage(SyntheticStage(), info, params=SYNTHETIC)
+    with progress.rich_bars(enabled=not quiet):
+        first = run_stage(SyntheticStage(), info, params=SYNTHETIC)
     again = run_stage(SyntheticStage(), info, params=SYNTHETIC)
     for res in (first, again):
         counts = res.to_dict().get("counts")

@@ -509,6 +509,15 @@ def test_token_right(guarded_client: TestClient) -> None:
     assert guarded_client.get("/api/projects/tickets/events", headers=auth).status_code == 200
 
 
+def test_token_scheme_is_case_insensitive(guarded_client: TestClient) -> None:
+    resp = guarded_client.get("/api/projects", headers={"Authorization": "bearer s3cret-token"})
+    assert resp.status_code == 200
+
+
+def test_unknown_route_is_404_route_not_found(client: TestClient) -> None:
+    assert_error(client.get("/api/no-such-route"), 404, "route_not_found")
+
+
 def test_health_needs_no_token(guarded_client: TestClient) -> None:
     assert guarded_client.get("/api/health").status_code == 200
 

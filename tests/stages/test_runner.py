@@ -219,3 +219,14 @@ def test_run_left_running_by_a_killed_process_is_marked_interrupted(proj, tmp_pa
     assert event["run_id"] == holder_run and event["severity"] == "error"
     assert recover_interrupted() == []
     assert run_stage(FakeStage(), proj).status == "succeeded"  # the lock is free again
+
+
+def test_progress_reports_reach_the_reporter(proj):
+    from brewslm import progress
+    from brewslm.stages.synthetic import BATCH, SyntheticStage
+
+    seen = []
+    with progress.reporting(lambda task, done, total, fields: seen.append((task, done, total))):
+        run_stage(SyntheticStage(), proj,
+                  params={"rows": BATCH + 10, "reject_every": 7, "change_every": 5})
+    assert seen == [("synthetic", BATCH, BATCH + 10), ("synthetic", BATCH + 10, BATCH + 10)]

@@ -67,7 +67,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "unauthorized" if exc.status_code == 401 else "request_invalid"
+        code = {401: "unauthorized", 404: "route_not_found"}.get(exc.status_code,
+                                                                 "request_invalid")
         return JSONResponse(error_body(code, str(exc.detail)), exc.status_code,
                             headers=getattr(exc, "headers", None))
 
@@ -77,8 +78,9 @@ def check_token(request: Request,
     if not request.app.state.require_token:
         return
     expected = config.api_token() or ""
-    given = (authorization or "").removeprefix("Bearer ").strip()
-    if not expected or not given or not secrets.compare_digest(given, expected):
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if (scheme.lower() != "bearer" or not expected or not given.strip()
+            or not secrets.compare_digest(given.strip(), expected)):
         raise StarletteHTTPException(401, "a valid bearer token is required",
                                      headers={"WWW-Authenticate": "Bearer"})
 

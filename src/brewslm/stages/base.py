@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from brewslm import artifacts
+from brewslm import artifacts, progress
 from brewslm.artifacts import ArtifactBuilder, ArtifactInfo
 from brewslm.events import emit_event
 from brewslm.ledger import LedgerStats, LedgerWriter, ledger_path
@@ -55,6 +55,10 @@ class StageContext:
         return emit_event(reason_code, summary, project_id=self.project.id, run_id=self.run_id,
                           parent_run_id=self.parent_run_id, stage=self.stage, severity=severity,
                           payload=payload)
+
+    def progress(self, done: int, total: int | None = None, **fields: Any) -> None:
+        """Report how far the run is (rows, steps); shown as a bar or stored by a job."""
+        progress.report(self.stage, done, total, run_id=self.run_id, **fields)
 
     @property
     def ledger(self) -> LedgerWriter:

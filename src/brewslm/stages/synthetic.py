@@ -46,6 +46,7 @@ class SyntheticStage:
                 ids, texts = self._batch(ctx, start, min(start + BATCH, p["rows"]))
                 out.write_batch(pa.RecordBatch.from_pydict({"row_id": ids, "text": texts},
                                                            schema=DATASET_SCHEMA))
+                ctx.progress(min(start + BATCH, p["rows"]), p["rows"])
         art = ctx.publish("dataset", builder, {"rows": ctx.ledger.stats.out})
         return {"dataset_id": art.id}
 
