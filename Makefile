@@ -36,4 +36,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/ledger.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .pg
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -10,16 +10,14 @@ Every command takes --json and then prints exactly one JSON object on stdout. Ex
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from brewslm import artifacts, console, progress, project, rows
-from brewslm.errors import BrewError
+from brewslm import artifacts, cli_data, console, progress, project, rows
+from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
 from brewslm.events import query, taxonomy, timeline
-from brewslm.stages.runner import StageResult, recover_interrupted
+from brewslm.stages.runner import recover_interrupted
 
 app = typer.Typer(help="BrewSLM: fine-tune small language models through eleven audited stages.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -32,42 +30,6 @@ app.add_typer(project_app, name="project")
 app.add_typer(rows_app, name="rows")
 app.add_typer(model_app, name="model")
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
-
-
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a BrewError into its exit code, printed as JSON or as a red line on stderr."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BrewError as exc:
-            if kwargs.get("json_out"):
-                console.print_json({"error": exc.to_dict()})
-            else:
-                console.error(exc.code, exc.message)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
-
-
-def finish_stage(result: StageResult, json_out: bool) -> None:
-    """Print a stage result and exit with its code (the shape every stage command shares)."""
-    if json_out:
-        console.print_json(result.to_dict())
-    else:
-        colour = {"succeeded": "green", "reused": "cyan", "blocked": "yellow"}.get(result.status,
-                                                                                   "red")
-        console.out.print(f"[bold]{result.stage}[/] {result.run_id} [{colour}]{result.status}[/]")
-        if result.ledger:
-            led = result.ledger
-            console.out.print(f"rows in {led['in']}  out {led['out']}  dropped {led['dropped']}"
-                              f"  {led['by_reason'] or ''}")
-        if result.error:
-            console.error(result.error["code"], result.error["message"])
-    raise typer.Exit(result.exit_code)
 
 
 @app.callback()
@@ -317,6 +279,9 @@ def demo(json_out: JsonOpt = False) -> None:
     summary = run_demo(quiet=json_out)
     if json_out:
         console.print_json(summary)
+
+
+cli_data.register(app)
 
 
 def main() -> None:

@@ -87,6 +87,10 @@ class LedgerWriter:
         self._writer: pq.ParquetWriter | None = None
         self._known_codes: set[str] = set()
 
+    def reasons(self) -> dict[str, int]:
+        """Drops so far by reason code."""
+        return dict(sorted(self._reasons.items()))
+
     def count_in(self, n: int = 1) -> None:
         self.stats.rows_in += n
 

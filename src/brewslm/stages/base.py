@@ -33,6 +33,9 @@ class Stage(Protocol):
 
     def validate(self, ctx: StageContext) -> None: ...
 
+    # Optional: `cache_key(ctx) -> dict` adds to the reuse fingerprint what parameters cannot
+    # tell (ingest: the sha256 of the source's content). It may raise InputError.
+
     def run(self, ctx: StageContext) -> dict[str, Any]: ...
 
     def check_contract(self, ctx: StageContext, result: dict[str, Any]) -> None: ...
@@ -47,6 +50,7 @@ class StageContext:
     params: dict[str, Any]
     inputs: dict[str, ArtifactInfo] = field(default_factory=dict)
     outputs: dict[str, ArtifactInfo] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict)  # passed from cache_key/validate to run
     _builders: list[ArtifactBuilder] = field(default_factory=list)
     _ledger: LedgerWriter | None = None
 

@@ -99,8 +99,11 @@ def _run_locked(stage: Stage, ctx: StageContext, inputs: dict[str, str],
     started = time.monotonic()
     try:
         ctx.inputs = _resolve_inputs(stage, ctx, inputs)
-        fp = fingerprint(stage, ctx.params, {k: a.id for k, a in ctx.inputs.items()})
-        _set_run(ctx.run_id, fingerprint=fp, inputs={k: a.id for k, a in ctx.inputs.items()})
+        # A stage may key reuse on more than its parameters (ingest: the source's content).
+        extra = stage.cache_key(ctx) if hasattr(stage, "cache_key") else {}
+        input_ids = {k: a.id for k, a in ctx.inputs.items()}
+        fp = fingerprint(stage, {**ctx.params, **extra}, input_ids)
+        _set_run(ctx.run_id, fingerprint=fp, inputs=input_ids)
         prior = _reusable_run(ctx, fp) if reuse else None
         if prior is not None:
             return _record_reuse(ctx, prior)
@@ -115,6 +118,9 @@ def _run_locked(stage: Stage, ctx: StageContext, inputs: dict[str, str],
         if not isinstance(exc, Exception):
             raise
         return failed
+    finally:
+        if hasattr(stage, "cleanup"):  # optional: temporary files the stage made
+            stage.cleanup(ctx)
     ctx.commit()
     return _record_success(ctx, result, ledger, time.monotonic() - started)
 

@@ -1,0 +1,52 @@
+"""What every CLI command shares: the --json and -p options, error handling and the way a
+stage result is printed and turned into an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from brewslm import console
+from brewslm.errors import BrewError
+from brewslm.stages.runner import StageResult
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a BrewError into its exit code, printed as JSON or as a red line on stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BrewError as exc:
+            if kwargs.get("json_out"):
+                console.print_json({"error": exc.to_dict()})
+            else:
+                console.error(exc.code, exc.message)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def finish_stage(result: StageResult, json_out: bool) -> None:
+    """Print a stage result and exit with its code (the shape every stage command shares)."""
+    if json_out:
+        console.print_json(result.to_dict())
+    else:
+        colour = {"succeeded": "green", "reused": "cyan", "blocked": "yellow"}.get(result.status,
+                                                                                   "red")
+        console.out.print(f"[bold]{result.stage}[/] {result.run_id} [{colour}]{result.status}[/]")
+        if result.ledger:
+            led = result.ledger
+            console.out.print(f"rows in {led['in']}  out {led['out']}  dropped {led['dropped']}"
+                              f"  {led['by_reason'] or ''}")
+        if result.error:
+            console.error(result.error["code"], result.error["message"])
+    raise typer.Exit(result.exit_code)
