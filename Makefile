@@ -34,6 +34,7 @@ test-postgres: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/events.py
 	$(PY) benchmarks/ledger.py
+	$(PY) benchmarks/ingest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

@@ -82,3 +82,15 @@ def test_resolve_base_model_records_an_event():
     with pytest.raises(InputError) as exc:
         project.resolve_base_model(project.create("nomodel"))
     assert exc.value.code == "base_model_invalid_ref"
+
+
+def test_settings_are_checked_and_recorded():
+    info = project.create("settings")
+    updated = project.set_setting("settings", "mapper_plugins", ["my_mappers"])
+    assert updated.settings == {"mapper_plugins": ["my_mappers"]}
+    for key, value in (("colour", "blue"), ("mapper_plugins", "not-a-list")):
+        with pytest.raises(InputError) as exc:
+            project.set_setting("settings", key, value)
+        assert exc.value.code == "project_setting_invalid"
+    event = query.events(info, query.make_filter(code="project_updated"))[0]
+    assert event["payload"] == {"key": "mapper_plugins", "value": ["my_mappers"]}

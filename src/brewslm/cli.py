@@ -10,6 +10,7 @@ Every command takes --json and then prints exactly one JSON object on stdout. Ex
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -85,6 +86,24 @@ def project_show(name: str, json_out: JsonOpt = False) -> None:
     console.out.print(console.table("last run per stage", ["stage", "status", "run", "started"],
                                     [(k, v["status"], v["run_id"], v["started_at"])
                                      for k, v in data["stages"].items()]))
+
+
+@project_app.command("set")
+@guarded
+def project_set(name: str, key: str,
+                value: Annotated[str, typer.Argument(help="JSON (e.g. '[\"my_mappers\"]'), "
+                                                     "or plain text")],
+                json_out: JsonOpt = False) -> None:
+    """Change a project setting (see `project show` for the current ones)."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    info = project.set_setting(name, key, parsed)
+    if json_out:
+        console.print_json({"project": info.to_dict()})
+    else:
+        console.out.print(f"{name}: {key} = {json.dumps(parsed)}")
 
 
 @project_app.command("delete")

@@ -12,7 +12,7 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +135,28 @@ def resolve_base_model(info: ProjectInfo, ref: str | None = None) -> dict[str, A
     emit_event("base_model_resolved", f"base model {ref} resolved to {described['path']}",
                project_id=info.id, payload=described)
     return described
+
+
+# Settings a user may change with `brewslm project set`, and the type each must have.
+SETTINGS: dict[str, tuple[type, str]] = {
+    "mapper_plugins": (list, "modules whose MAPPERS list adds mappers (a list of names)"),
+}
+
+
+def set_setting(name: str, key: str, value: Any) -> ProjectInfo:
+    """Change one project setting (checked against SETTINGS) and record it."""
+    info = get(name)
+    if key not in SETTINGS:
+        raise InputError("project_setting_invalid", f"unknown setting {key!r}; known: "
+                         f"{', '.join(f'{k} ({doc})' for k, (_, doc) in SETTINGS.items())}")
+    expected, doc = SETTINGS[key]
+    if not isinstance(value, expected):
+        raise InputError("project_setting_invalid", f"setting {key!r} takes {doc}, got "
+                         f"{value!r}")
+    with session() as s:
+        row = s.get(Project, info.id)
+        row.settings = {**(row.settings or {}), key: value}
+        row.updated_at = datetime.now(UTC)
+    emit_event("project_updated", f"project {name}: {key} set", project_id=info.id,
+               payload={"key": key, "value": value})
+    return get(name)

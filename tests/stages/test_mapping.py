@@ -127,9 +127,10 @@ def test_a_broken_plugin_does_not_block_a_good_one(proj, tmp_path, monkeypatch):
     '''))
     (tmp_path / "broken_plugin.py").write_text("raise RuntimeError('plugin is broken')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    proj = project.set_setting(proj.name, "mapper_plugins", ["good_plugin"])  # from settings
     result = data.map_rows(proj, dry_run=True, mapper="shout",
                            field_map='{"instruction": "instruction", "output": "output"}',
-                           plugins=["broken_plugin", "good_plugin"]).to_dict()
+                           plugins=["broken_plugin"]).to_dict()
     assert result["status"] == "succeeded"
     assert result["preview"][0]["after"]["messages"][1]["content"] == "0"
     failed = query.events(proj, query.make_filter(code="extension_load_failed"))

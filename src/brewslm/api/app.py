@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from brewslm import __version__, artifacts, config, project, rows
 from brewslm.errors import BlockedError, BrewError, InputError, NotFoundError
 from brewslm.events import query, taxonomy, timeline
+from brewslm.stages import data
 
 CONFLICT_CODES = {"project_exists", "stage_locked"}
 
@@ -141,6 +142,15 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/api/projects/{name}/rows/{row_id}", dependencies=deps)
     def rows_trace(name: str, row_id: str) -> dict[str, Any]:
         return rows.trace(project.get(name), row_id)
+
+    @app.get("/api/projects/{name}/datasets", dependencies=deps)
+    def list_datasets(name: str) -> dict[str, Any]:
+        return {"versions": data.dataset_versions(project.get(name))}
+
+    @app.get("/api/projects/{name}/datasets/{version}/rows", dependencies=deps)
+    def dataset_rows(name: str, version: str,
+                     limit: Annotated[int, Query(ge=1, le=10_000)] = 20) -> dict[str, Any]:
+        return data.dataset_rows(project.get(name), version=version, limit=limit)
 
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:
