@@ -13,7 +13,8 @@ Canonical row (what `map` writes, one per accepted record):
       "meta": {...}                        # label, slice and other passthrough fields
     }
     Message = {"role": "system" | "user" | "assistant" | "tool", "content": str,
-               optional "tool_calls": [{"name": str, "arguments": str (JSON text)}],
+               optional "tool_calls": [{"name": str, "arguments": str (JSON text),
+                                        optional "id": str}],
                optional "name": str, optional "tool_call_id": str}
 
 A mapper never raises on data: it returns (row, None) or (None, reason_code).
