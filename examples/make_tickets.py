@@ -1,4 +1,5 @@
-"""Writes examples/tickets.jsonl: the bundled sample dataset (support tickets to classify).
+"""Writes src/brewslm/samples/tickets.jsonl (examples/tickets.jsonl links to it): the bundled
+sample dataset, support tickets to classify.
 
     python examples/make_tickets.py          # rewrites the file; deterministic (seeded)
 
@@ -53,7 +54,7 @@ def main() -> None:
     lines[42] = json.dumps({"instruction": INSTRUCTION, "input": "Where is my order?"})
     lines[99] = json.dumps({"instruction": "", "input": "Hi.", "output": "{}"})
     lines[150] = lines[149]
-    out = Path(__file__).with_name("tickets.jsonl")
+    out = Path(__file__).resolve().parents[1] / "src" / "brewslm" / "samples" / "tickets.jsonl"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {len(lines)} lines to {out}")
 

@@ -1,26 +1,33 @@
 """`brewslm demo` (and `make demo`): a readable run-through of what exists of the lifecycle.
 
-Today that is the spine: a project on builtin:tiny, the base model built and described, a
-synthetic row stage through the runner (ledger, artifact, events), its reuse on a second run,
-the ledger's accounting, one rejected row's trace, and the timeline. Each later stage issue
-extends this file with its stage on the bundled sample data.
+On a fresh `demo` project with builtin:tiny and the bundled sample (samples/tickets.jsonl,
+support tickets to classify): build and describe the base model, ingest (one malformed line
+kept in the ledger), introspect (a proposal with its confidence), map --dry-run (preview and
+rejections, nothing written), map (a dataset version), re-ingest (reused: same content), the
+ledger's accounting, a rejected row's story, and the timeline. Each later stage issue extends
+this file with its stage.
 """
 
 from __future__ import annotations
 
+import json
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from rich.rule import Rule
 
 from brewslm import console, progress, project, rows
-from brewslm.errors import NotFoundError
+from brewslm.errors import BrewError, NotFoundError
 from brewslm.events import query, timeline
-from brewslm.ledger import make_row_id
-from brewslm.stages.runner import run_stage
-from brewslm.stages.synthetic import SyntheticStage
+from brewslm.stages import data
+from brewslm.stages.runner import StageResult
 
 DEMO_PROJECT = "demo"
-SYNTHETIC = {"rows": 20_000, "reject_every": 7, "change_every": 5, "seed": 0}
+
+
+def sample_path() -> Path:
+    return Path(str(resources.files("brewslm.samples") / "tickets.jsonl"))
 
 
 def run_demo(*, quiet: bool = False) -> dict[str, Any]:
@@ -32,29 +39,59 @@ def run_demo(*, quiet: bool = False) -> dict[str, Any]:
     say(f"{model['ref']}: {model['architecture']}, {model['parameters']:,} parameters, "
         f"chat template: {model['chat_template']}\n  {model['path']}")
 
-    say(Rule("a row stage through the runner (synthetic rows)"))
     with progress.rich_bars(enabled=not quiet):
-        first = run_stage(SyntheticStage(), info, params=SYNTHETIC)
-    again = run_stage(SyntheticStage(), info, params=SYNTHETIC)
-    for res in (first, again):
-        counts = res.to_dict().get("counts")
-        say(f"{res.stage} {res.run_id}: {res.status}  {counts}")
+        results = _data_stages(info, say)
 
-    say(Rule("row ledger"))
+    say(Rule("row ledger: in = out + dropped, per stage"))
     stats = rows.stats(info)
     for s in stats["stages"]:
-        say(f"{s['stage']}: in {s['in']} = out {s['out']} + dropped {s['dropped']} "
-            f"{s['by_reason']}  {'FLAGGED' if s['flagged'] else 'ok'}")
-    rejected = make_row_id("synthetic:0", 0)
-    trace = rows.trace(info, rejected)
-    say(f"row {rejected}: {trace['final']} — {trace['steps'][-1].get('meaning', '')}")
+        say(f"{s['stage']:<8} in {s['in']} = out {s['out']} + dropped {s['dropped']}  "
+            f"{s['by_reason'] or ''}  {'FLAGGED' if s['flagged'] else 'ok'}")
+    example = results["map_dry_run"].result["examples"]["missing_field"]
+    trace = rows.trace(info, example["row_id"])
+    say(f"row {example['row_id']}: " + " -> ".join(
+        f"{s['stage']} {s['outcome']}{' ' + s['reason_code'] if s.get('reason_code') else ''}"
+        f" ({s.get('source', '')}:{s.get('position', '')})" for s in trace["steps"]))
 
     say(Rule("timeline"))
     tl = timeline.build(info, query.EventFilter())
     if not quiet:
         console.err.print(timeline.render(tl))
-    return {"project": info.name, "base_model": model, "runs": [first.to_dict(), again.to_dict()],
-            "ledger": stats, "trace": trace, "events": tl["count"]}
+    return {"project": info.name, "base_model": model,
+            "runs": {k: r.to_dict() for k, r in results.items()},
+            "dataset": data.dataset_rows(info, limit=3), "ledger": stats, "trace": trace,
+            "events": tl["count"]}
+
+
+def _data_stages(info: project.ProjectInfo, say) -> dict[str, StageResult]:
+    source = str(sample_path())
+    results: dict[str, StageResult] = {}
+    say(Rule("01 ingest"))
+    results["ingest"] = _check(data.ingest(info, source), say)
+    say(Rule("02 introspect"))
+    results["introspect"] = _check(data.introspect(info), say)
+    prop = results["introspect"].result["proposal"]
+    say(f"proposal: {prop['mapper']} {json.dumps(prop['field_map'])} "
+        f"(confidence {prop['confidence']:.2f})")
+    say(Rule("03 map --dry-run"))
+    results["map_dry_run"] = _check(data.map_rows(info, dry_run=True), say)
+    for code, ex in results["map_dry_run"].result["examples"].items():
+        say(f"  {code}: {ex['source']}:{ex['position']} — {ex['detail']}")
+    say(Rule("04 map"))
+    results["map"] = _check(data.map_rows(info), say)
+    for row in data.dataset_rows(info, limit=2)["rows"]:
+        say(f"  {row['row_id']}: {json.dumps(row['messages'][-1], ensure_ascii=False)}")
+    say(Rule("01 ingest again (same content)"))
+    results["ingest_again"] = _check(data.ingest(info, source), say)
+    return results
+
+
+def _check(result: StageResult, say) -> StageResult:
+    counts = result.to_dict().get("counts")
+    say(f"{result.stage} {result.run_id}: {result.status}" + (f"  {counts}" if counts else ""))
+    if result.status not in ("succeeded", "reused"):
+        raise BrewError(result.error["code"], f"demo stopped: {result.error['message']}")
+    return result
 
 
 def _fresh_project(say) -> project.ProjectInfo:

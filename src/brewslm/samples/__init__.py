@@ -1,0 +1,1 @@
+"""Sample data shipped with BrewSLM (the demo and the README tour use tickets.jsonl)."""
