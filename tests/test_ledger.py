@@ -41,7 +41,7 @@ def test_writer_counts_and_the_file_recounts_the_same(tmp_path):
     writer.commit()
     assert stats.to_dict() == {"in": 4, "out": 2, "dropped": 2, "kept": 1, "changed": 1,
                                "added": 1, "by_reason": {"synthetic_row_rejected": 2},
-                               "balanced": True}
+                               "notes": {}, "balanced": True}
     again = recount(tmp_path / "run.parquet")
     again.rows_in = 4
     assert again.to_dict() == stats.to_dict()

@@ -21,6 +21,9 @@ from brewslm.stages.runner import StageResult
 SnapshotOpt = Annotated[str | None, typer.Option("--snapshot", help="Snapshot id (default: "
                                                  "the latest).")]
 
+DatasetOpt = Annotated[str | None, typer.Option("--dataset", help="Dataset version id "
+                                                "(default: the latest).")]
+
 dataset_app = typer.Typer(help="Dataset versions written by map.", no_args_is_help=True)
 
 
@@ -78,6 +81,45 @@ def register(app: typer.Typer) -> None:
                                    plugins=plugin, snapshot=snapshot)
         if not json_out and result.status in ("succeeded", "reused"):
             _print_mapping(result)
+        finish_stage(result, json_out)
+
+    @app.command("clean")
+    @guarded
+    def clean_cmd(project_name: ProjectOpt,
+                  pii: Annotated[str | None, typer.Option(help="redact (default), block or "
+                                                          "warn")] = None,
+                  force: Annotated[bool, typer.Option(help="Go on although a health signal "
+                                                      "blocks (recorded).")] = False,
+                  dataset: DatasetOpt = None, json_out: JsonOpt = False) -> None:
+        """05 clean: quality filters, PII, dedup, chunking, and a data-health report."""
+        with progress.rich_bars(enabled=not json_out):
+            result = data.clean(project.get(project_name), pii=pii, force=force,
+                                dataset=dataset)
+        if not json_out and (result.result.get("health") or (result.error or {}).get(
+                "details", {}).get("health")):
+            _print_health(result.result.get("health") or result.error["details"]["health"])
+        finish_stage(result, json_out)
+
+    @app.command("prepare")
+    @guarded
+    def prepare_cmd(project_name: ProjectOpt,
+                    eval_fraction: Annotated[float | None, typer.Option(
+                        help="Share of rows for eval (default 0.1).")] = None,
+                    seed: Annotated[int | None, typer.Option(help="Split seed.")] = None,
+                    max_tokens: Annotated[int | None, typer.Option(
+                        help="Longest row in tokens (default 512).")] = None,
+                    truncation: Annotated[str | None, typer.Option(
+                        help="drop (default) or truncate over-long rows")] = None,
+                    stratify_by: Annotated[str | None, typer.Option(
+                        help="meta field to stratify the split by, e.g. label")] = None,
+                    dataset: DatasetOpt = None, json_out: JsonOpt = False) -> None:
+        """06 prepare: template, tokenize, mask the loss, split, and write the manifest."""
+        with progress.rich_bars(enabled=not json_out):
+            result = data.prepare(project.get(project_name), eval_fraction=eval_fraction,
+                                  seed=seed, max_tokens=max_tokens, truncation=truncation,
+                                  stratify_by=stratify_by, dataset=dataset)
+        if not json_out and result.status in ("succeeded", "reused"):
+            _print_manifest(result.result)
         finish_stage(result, json_out)
 
     app.add_typer(dataset_app, name="dataset")
@@ -154,6 +196,25 @@ def _print_introspection(res: dict[str, Any]) -> None:
     else:
         console.out.print(f"[yellow]best is {prop['mapper']} at {prop['confidence']:.2f} < 0.8:"
                           " not auto-picked; pass --mapper/--field-map or --force[/]")
+
+
+def _print_health(health: dict[str, Any]) -> None:
+    colours = {"ok": "green", "warn": "yellow", "block": "red"}
+    console.out.print(console.table(
+        f"data health: {health['verdict']}", ["signal", "value", "warn at", "block at", "status"],
+        [(name, f"{s['value']:.1%}", f"{s['warn']:.0%}",
+          "policy" if s["block"] is None else f"{s['block']:.0%}",
+          f"[{colours[s['status']]}]{s['status']}[/]") for name, s in health["signals"].items()]))
+
+
+def _print_manifest(res: dict[str, Any]) -> None:
+    console.out.print(f"manifest [bold]{res['manifest_hash'][:16]}[/]  train "
+                      f"{res['splits']['train']}  eval {res['splits']['eval']}")
+    for split, stats in res["token_lengths"].items():
+        console.out.print(f"  {split:<5} tokens p50 {stats.get('p50')}  p95 {stats.get('p95')}"
+                          f"  max {stats.get('max')}")
+    console.out.print(res["histogram"])
+    console.out.print(f"histogram: {res['histogram_files'][1]}")
 
 
 def _print_mapping(result: StageResult) -> None:

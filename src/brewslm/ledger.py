@@ -58,7 +58,8 @@ class LedgerStats:
     changed: int = 0
     dropped: int = 0
     added: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
+    by_reason: dict[str, int] = field(default_factory=dict)  # drops by code
+    notes: dict[str, int] = field(default_factory=dict)  # coded rows that were not dropped
 
     @property
     def out(self) -> int:
@@ -71,7 +72,7 @@ class LedgerStats:
     def to_dict(self) -> dict[str, Any]:
         return {"in": self.rows_in, "out": self.out, "dropped": self.dropped, "kept": self.kept,
                 "changed": self.changed, "added": self.added, "by_reason": dict(self.by_reason),
-                "balanced": self.balanced}
+                "notes": dict(self.notes), "balanced": self.balanced}
 
 
 class LedgerWriter:
@@ -82,7 +83,8 @@ class LedgerWriter:
         self.tmp = path.with_name(path.name + ".tmp")
         self.stage, self.run_id, self.batch_rows = stage, run_id, batch_rows
         self.stats = LedgerStats()
-        self._reasons: Counter[str] = Counter()
+        self._reasons: Counter[str] = Counter()  # drops by code
+        self._notes: Counter[str] = Counter()  # kept / changed / added rows that carry a code
         self._cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
         self._writer: pq.ParquetWriter | None = None
         self._known_codes: set[str] = set()
@@ -90,6 +92,10 @@ class LedgerWriter:
     def reasons(self) -> dict[str, int]:
         """Drops so far by reason code."""
         return dict(sorted(self._reasons.items()))
+
+    def notes(self) -> dict[str, int]:
+        """Rows kept, changed or added with a reason code (e.g. pii_found), by code."""
+        return dict(sorted(self._notes.items()))
 
     def count_in(self, n: int = 1) -> None:
         self.stats.rows_in += n
@@ -114,7 +120,7 @@ class LedgerWriter:
             raise BrewError("ledger_reason_missing", f"row {row_id} dropped without a reason code")
         if reason_code:
             self._check_code(reason_code)
-            self._reasons[reason_code] += 1
+            (self._reasons if outcome == "dropped" else self._notes)[reason_code] += 1
         setattr(self.stats, outcome, getattr(self.stats, outcome) + 1)
         values = {"row_id": row_id, "outcome": outcome, "reason_code": reason_code,
                   "detail": json.dumps(detail) if isinstance(detail, dict) else detail, **cols}
@@ -129,7 +135,8 @@ class LedgerWriter:
         if self._writer is None:  # a run that touched no rows still leaves an (empty) file
             self._writer = pq.ParquetWriter(self.tmp, SCHEMA)
         self._writer.close()
-        self.stats.by_reason = dict(sorted(self._reasons.items()))
+        self.stats.by_reason = self.reasons()
+        self.stats.notes = self.notes()
         return self.stats
 
     def commit(self) -> Path:
@@ -164,14 +171,18 @@ def ledger_path(project_dir: Path, stage: str, run_id: str) -> Path:
 
 def recount(path: Path) -> LedgerStats:
     """Count outcomes and reasons from the file itself, a row group at a time."""
-    stats, reasons = LedgerStats(), Counter()
+    stats, reasons, notes = LedgerStats(), Counter(), Counter()
     for batch in pq.ParquetFile(path).iter_batches(columns=["outcome", "reason_code"]):
         for outcome, n in _value_counts(batch.column("outcome")):
             setattr(stats, outcome, getattr(stats, outcome) + n)
-        dropped = pc.filter(batch.column("reason_code"), pc.is_valid(batch.column("reason_code")))
-        for code, n in _value_counts(dropped):
+        is_drop = pc.equal(batch.column("outcome"), "dropped")
+        for code, n in _value_counts(pc.filter(batch.column("reason_code"), is_drop)):
             reasons[code] += n
+        kept = pc.invert(is_drop)
+        for code, n in _value_counts(pc.drop_null(pc.filter(batch.column("reason_code"), kept))):
+            notes[code] += n
     stats.by_reason = dict(sorted(reasons.items()))
+    stats.notes = dict(sorted(notes.items()))
     return stats
 
 

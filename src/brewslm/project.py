@@ -140,6 +140,9 @@ def resolve_base_model(info: ProjectInfo, ref: str | None = None) -> dict[str, A
 # Settings a user may change with `brewslm project set`, and the type each must have.
 SETTINGS: dict[str, tuple[type, str]] = {
     "mapper_plugins": (list, "modules whose MAPPERS list adds mappers (a list of names)"),
+    "clean": (dict, "clean thresholds and policies, e.g. {\"min_answer_chars\": 2}"),
+    "prepare": (dict, "prepare policies, e.g. {\"max_tokens\": 512, \"truncation\": "
+                      "\"drop\"}"),
 }
 
 

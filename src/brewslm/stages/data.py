@@ -17,6 +17,9 @@ from brewslm.stages.mapping import MapDryRunStage, MapStage, read_dataset
 from brewslm.stages.outputs import latest_output, output_history, require_output
 from brewslm.stages.runner import StageResult, run_stage
 
+# Stages that write a dataset version: map (from a snapshot) and clean (from a version).
+DATASET_STAGES = ("map", "clean")
+
 
 def ingest(project: ProjectInfo, source: str, *, fmt: str | None = None,
            text_blocks: bool = False, parent_run_id: str | None = None) -> StageResult:
@@ -65,9 +68,31 @@ def parse_field_map(value: str | dict[str, str]) -> dict[str, str]:
     return parsed
 
 
+def clean(project: ProjectInfo, *, pii: str | None = None, force: bool = False,
+          dataset: str | None = None, parent_run_id: str | None = None) -> StageResult:
+    from brewslm.stages.clean import CleanStage
+
+    params = {"pii": pii, "force": force}
+    return run_stage(CleanStage(), project, params=params,
+                     inputs={"dataset": _dataset(project, dataset)}, parent_run_id=parent_run_id)
+
+
+def prepare(project: ProjectInfo, *, eval_fraction: float | None = None, seed: int | None = None,
+            max_tokens: int | None = None, truncation: str | None = None,
+            stratify_by: str | None = None, dataset: str | None = None,
+            parent_run_id: str | None = None) -> StageResult:
+    from brewslm.stages.prepare import PrepareStage
+
+    params = {"eval_fraction": eval_fraction, "seed": seed, "max_tokens": max_tokens,
+              "truncation": truncation, "stratify_by": stratify_by}
+    return run_stage(PrepareStage(), project, params=params,
+                     inputs={"dataset": _dataset(project, dataset)}, parent_run_id=parent_run_id)
+
+
 def dataset_versions(project: ProjectInfo) -> list[dict[str, Any]]:
     versions = []
-    for n, art_id in enumerate(output_history(project, "map", "dataset"), start=1):
+    history = output_history(project, DATASET_STAGES, "dataset")
+    for n, art_id in enumerate(history, start=1):
         art = artifacts.get(project, art_id)
         versions.append({"version": n, "dataset_id": art.id, **art.meta})
     return versions
@@ -93,6 +118,11 @@ def _pick_version(versions: list[dict[str, Any]], version: str | None) -> dict[s
             return v
     raise NotFoundError("dataset_version_missing", f"no dataset version {version!r}; versions: "
                         f"{[v['version'] for v in versions]}")
+
+
+def _dataset(project: ProjectInfo, dataset: str | None) -> str:
+    return require_output(project, DATASET_STAGES, "dataset", dataset, "dataset_version_missing",
+                          "run `brewslm map -p NAME` first")
 
 
 def _snapshot(project: ProjectInfo, snapshot: str | None) -> str:

@@ -130,27 +130,36 @@ class MapStage(_MapBase):
 
     def _commit_rows(self, ctx: StageContext, out: pq.ParquetWriter) -> int:
         ledger, mapper_id = ctx.ledger, ctx.scratch["mapping"]["mapper"]
-        cols: dict[str, list[Any]] = {n: [] for n in SCHEMA.names}
+        cols = row_columns()
 
         def accept(row_id, file, position, record, row):
             ledger.count_in()
             ledger.changed(row_id, f"mapped by {mapper_id}", source=file, position=position)
-            cols["row_id"].append(row_id)
-            cols["task"].append(row["task"])
-            cols["row"].append(json.dumps(row, ensure_ascii=False, sort_keys=True))
-            if len(cols["row_id"]) >= BATCH:
-                _flush(out, cols)
+            flush_rows(out, cols, row_id, row)
 
         def reject(row_id, file, position, record, code, detail):
             ledger.count_in()
             ledger.dropped(row_id, code, source=file, position=position, detail=detail)
 
         self._map_all(ctx, accept, reject)
-        _flush(out, cols)
+        flush_rows(out, cols)
         return ledger.stats.out
 
 
-def _flush(out: pq.ParquetWriter, cols: dict[str, list[Any]]) -> None:
+def row_columns() -> dict[str, list[Any]]:
+    return {n: [] for n in SCHEMA.names}
+
+
+def flush_rows(out: pq.ParquetWriter, cols: dict[str, list[Any]], row_id: str | None = None,
+               row: dict[str, Any] | None = None) -> None:
+    """Buffer one canonical row (if given) and write the buffer when full, or when called
+    without a row (the final flush)."""
+    if row_id is not None:
+        cols["row_id"].append(row_id)
+        cols["task"].append(row["task"])
+        cols["row"].append(json.dumps(row, ensure_ascii=False, sort_keys=True))
+        if len(cols["row_id"]) < BATCH:
+            return
     if cols["row_id"]:
         out.write_batch(pa.RecordBatch.from_pydict(cols, schema=SCHEMA))
         for values in cols.values():

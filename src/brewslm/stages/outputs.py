@@ -16,11 +16,13 @@ from brewslm.store import session
 from brewslm.store.models import StageRun
 
 
-def output_history(project: ProjectInfo, stage: str, slot: str) -> list[str]:
-    """Artifact ids the stage produced into `slot`, oldest first, each once."""
+def output_history(project: ProjectInfo, stage: str | tuple[str, ...],
+                   slot: str) -> list[str]:
+    """Artifact ids the stage(s) produced into `slot`, oldest first, each once."""
+    stages = (stage,) if isinstance(stage, str) else stage
     with session() as s:
         rows = s.scalars(select(StageRun).where(
-            StageRun.project_id == project.id, StageRun.stage == stage,
+            StageRun.project_id == project.id, StageRun.stage.in_(stages),
             StageRun.status.in_(("succeeded", "reused"))).order_by(StageRun.started_at)).all()
     seen: list[str] = []
     for run in rows:
@@ -30,17 +32,19 @@ def output_history(project: ProjectInfo, stage: str, slot: str) -> list[str]:
     return seen
 
 
-def latest_output(project: ProjectInfo, stage: str, slot: str) -> str | None:
+def latest_output(project: ProjectInfo, stage: str | tuple[str, ...], slot: str) -> str | None:
+    """The output of the most recent succeeded (or reused) run of the stage(s)."""
+    stages = (stage,) if isinstance(stage, str) else stage
     with session() as s:
         run = s.scalars(select(StageRun).where(
-            StageRun.project_id == project.id, StageRun.stage == stage,
+            StageRun.project_id == project.id, StageRun.stage.in_(stages),
             StageRun.status.in_(("succeeded", "reused")))
             .order_by(StageRun.started_at.desc())).first()
     return (run.outputs or {}).get(slot) if run else None
 
 
-def require_output(project: ProjectInfo, stage: str, slot: str, chosen: str | None,
-                   missing_code: str, hint: str) -> str:
+def require_output(project: ProjectInfo, stage: str | tuple[str, ...], slot: str,
+                   chosen: str | None, missing_code: str, hint: str) -> str:
     """The artifact the user named (checked), or the latest one; else raise `missing_code`."""
     if chosen:
         try:

@@ -57,6 +57,8 @@ class StageResult:
             out["counts"] = {"in": self.ledger["in"], "out": self.ledger["out"],
                              "rejected": self.ledger["dropped"]}
             out["rejections_by_reason"] = self.ledger["by_reason"]
+            if self.ledger.get("notes"):  # rows kept or changed with a code (pii_found, ...)
+                out["notes_by_reason"] = self.ledger["notes"]
         if self.reused_from:
             out["reused_from"] = self.reused_from
         if self.error:
