@@ -3,9 +3,10 @@
 On a fresh `demo` project with builtin:tiny and the bundled sample (samples/tickets.jsonl,
 support tickets to classify): build and describe the base model, ingest (one malformed line
 kept in the ledger), introspect (a proposal with its confidence), map --dry-run (preview and
-rejections, nothing written), map (a dataset version), re-ingest (reused: same content), the
-ledger's accounting, a rejected row's story, and the timeline. Each later stage issue extends
-this file with its stage.
+rejections, nothing written), map (a dataset version), clean (duplicates naming the row they
+matched, a health report), prepare (loss-masked tokens, a leak-free split, the manifest and a
+token-length histogram), re-ingest (reused: same content), the ledger's accounting, a rejected
+row's story, and the timeline. Each later stage issue extends this file with its stage.
 """
 
 from __future__ import annotations
@@ -81,6 +82,17 @@ def _data_stages(info: project.ProjectInfo, say) -> dict[str, StageResult]:
     results["map"] = _check(data.map_rows(info), say)
     for row in data.dataset_rows(info, limit=2)["rows"]:
         say(f"  {row['row_id']}: {json.dumps(row['messages'][-1], ensure_ascii=False)}")
+    say(Rule("05 clean"))
+    results["clean"] = _check(data.clean(info), say)
+    health = results["clean"].result["health"]
+    say(f"  data health: {health['verdict']}  " + ", ".join(
+        f"{k} {v['value']:.1%}" for k, v in health["signals"].items()))
+    say(Rule("06 prepare"))
+    results["prepare"] = _check(data.prepare(info), say)
+    prep = results["prepare"].result
+    say(f"  manifest {prep['manifest_hash'][:16]}: train {prep['splits']['train']}, "
+        f"eval {prep['splits']['eval']}; histogram {prep['histogram_files'][1]}")
+    say(prep["histogram"])
     say(Rule("01 ingest again (same content)"))
     results["ingest_again"] = _check(data.ingest(info, source), say)
     return results

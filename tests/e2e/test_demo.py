@@ -23,11 +23,18 @@ def test_demo_runs_what_exists_of_the_lifecycle():
     runs = out["runs"]
     assert {k: r["status"] for k, r in runs.items()} == {
         "ingest": "succeeded", "introspect": "succeeded", "map_dry_run": "succeeded",
-        "map": "succeeded", "ingest_again": "reused"}
+        "map": "succeeded", "clean": "succeeded", "prepare": "succeeded",
+        "ingest_again": "reused"}
     assert runs["ingest"]["counts"] == {"in": 400, "out": 399, "rejected": 1}
     assert runs["map"]["counts"] == {"in": 399, "out": 397, "rejected": 2}
-    assert out["dataset"]["total"] == 397
-    assert [s["stage"] for s in out["ledger"]["stages"]] == ["ingest", "map"]
+    assert out["dataset"]["total"] == 386  # the latest version: the cleaned one
+    assert runs["clean"]["counts"] == {"in": 397, "out": 386, "rejected": 11}
+    splits = runs["prepare"]["splits"]
+    assert splits["train"] + splits["eval"] == 386 and splits["eval"] > 0
+    assert len(runs["prepare"]["manifest_hash"]) == 64
+    assert [s["stage"] for s in out["ledger"]["stages"]] == ["ingest", "map", "clean",
+                                                              "prepare"]
+    assert not out["ledger"]["flagged"]
     assert [(s["stage"], s["outcome"]) for s in out["trace"]["steps"]] == [
         ("ingest", "kept"), ("map", "dropped")]
     # running it again replaces the demo project instead of failing on it
