@@ -10,7 +10,12 @@ hashes, Luhn-invalid card numbers, mod-97-invalid IBANs). Both systems scan ever
 
 Scoring: a planted span is found when a prediction of the same kind overlaps it; a prediction
 that overlaps no planted span of its kind is a false positive. Per kind: planted, found,
-recall, false_positives; overall recall and precision; rows/s; and which decoys each flagged.
+recall, false_positives; overall recall and precision (and recall over the five kinds Presidio
+covers); rows/s; and which decoys each flagged (`false_positives_by_decoy`, "other_text" when
+no decoy was hit).
+
+Caveat: the corpus formats and our recognizers were written by the same hands, so our figures
+here are in-distribution (an upper bound), not a field measurement.
 
 Presidio runs pattern-only: an AnalyzerEngine on `spacy.blank("en")` (no model download),
 limited to the five entity types it shares with us (it has no API-key recognizer; its
@@ -325,6 +330,10 @@ def score(rows: list[tuple[str, list, list]], system) -> dict[str, Any]:
                     "false_positives": fps[k]} for k in KINDS}
     return {"per_kind": per_kind,
             "recall": round(sum(found.values()) / max(sum(planted_n.values()), 1), 4),
+            # The five kinds Presidio also covers: the fair comparison of recall.
+            "recall_without_api_key": round(
+                (sum(found.values()) - found["API_KEY"])
+                / max(sum(planted_n.values()) - planted_n["API_KEY"], 1), 4),
             "precision": round(true_pos / max(predicted, 1), 4),
             "rows_per_s": round(len(rows) / seconds, 1), "seconds": round(seconds, 2),
             "false_positives_by_decoy": dict(sorted(decoy_hits.items()))}

@@ -21,7 +21,8 @@ How, and why this way:
   row (measured: 1M rows would need ~3.3 GB), so the bands live in sorted numpy arrays of
   (uint64 band hash, int32 row index) instead: 12 bytes per band per row. Stored per kept row:
   the band entries, an 8-byte exact-text key, the 128-byte signature and the row id — about
-  300 bytes plus the id, so 1,000,000 rows fit well under 1 GiB.
+  300 bytes plus the id. Measured on 1,000,000 rows of 20-60 words (5% exact and 5% one-word
+  duplicates; 2 CPU cores): peak RSS ~570 MiB for the whole process, 4-5k rows/s in `check`.
 """
 
 from __future__ import annotations
