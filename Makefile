@@ -32,9 +32,12 @@ test-postgres: $(STAMP)
 	scripts/with-postgres.sh $(PY) -m pytest -m store $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/events.py
 	$(PY) benchmarks/ledger.py
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/pii.py
+	$(PY) benchmarks/clean_prepare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

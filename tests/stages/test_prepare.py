@@ -102,3 +102,22 @@ def test_prepare_needs_a_tokenizer(tmp_path):
     assert (result.status, result.exit_code, result.error["code"]) == (
         "failed", 2, "tokenizer_unavailable")
     assert query.events(info, query.make_filter(code="stage_failed"))
+
+
+def test_eval_much_longer_than_train_warns():
+    from brewslm.stages.prepare import PrepareStage
+
+    emitted = []
+
+    class Ctx:
+        def emit(self, code, summary, **payload):
+            emitted.append((code, payload))
+
+    def manifest(train_p95, eval_p95):
+        return {"splits": {"train": {"tokens": {"p95": train_p95}},
+                           "eval": {"tokens": {"p95": eval_p95}}}}
+
+    PrepareStage()._warn_if_eval_longer(Ctx(), manifest(100, 130))
+    assert emitted == []
+    PrepareStage()._warn_if_eval_longer(Ctx(), manifest(100, 131))
+    assert emitted == [("eval_longer_than_train", {"train_p95": 100, "eval_p95": 131})]
