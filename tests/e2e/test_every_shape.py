@@ -104,7 +104,7 @@ SHAPES = [openai_json, sharegpt_parquet, prompt_completion_csv, question_answer_
 @pytest.mark.parametrize("make", SHAPES, ids=[f.__name__ for f in SHAPES])
 def test_shape_maps_with_exact_accounting(tmp_path, make):
     source, mapper, (n_in, n_out, reasons), malformed = make(tmp_path)
-    info = project.create("shapes")
+    info = project.create("shapes", base_model="builtin:tiny")
     ingest = data.ingest(info, str(source)).to_dict()
     assert ingest["status"] == "succeeded", ingest.get("error")
     assert ingest["counts"]["in"] == n_in + malformed
@@ -117,6 +117,14 @@ def test_shape_maps_with_exact_accounting(tmp_path, make):
     for out in (dry, committed):
         assert out["counts"] == {"in": n_in, "out": n_out, "rejected": n_in - n_out}
         assert out["rejections_by_reason"] == reasons
+    # clean and prepare work on every mapper's output (tiny fixtures are repetitive, so the
+    # health gate is forced here; test_clean covers the gate itself)
+    cleaned = data.clean(info, force=True).to_dict()
+    assert cleaned["status"] == "succeeded", cleaned.get("error")
+    prepared = data.prepare(info, eval_fraction=0.2).to_dict()
+    assert prepared["status"] == "succeeded", prepared.get("error")
+    assert prepared["counts"]["in"] == cleaned["rows_written"]
+    assert prepared["counts"]["out"] > 0
     stats = rows.stats(info)
     assert not stats["flagged"]
-    assert [s["stage"] for s in stats["stages"]] == ["ingest", "map"]
+    assert [s["stage"] for s in stats["stages"]] == ["ingest", "map", "clean", "prepare"]
