@@ -89,48 +89,18 @@ class CleanStage:
 
     def _clean_rows(self, ctx: StageContext, settings: dict[str, Any], tally: Tally,
                     out: pq.ParquetWriter) -> int:
-        deduper = Deduper(threshold=settings["near_dup_threshold"])
-        chunker = Chunker(ctx, settings)
+        cleaner = RowCleaner(ctx, settings, tally)
         cols = row_columns()
         written = 0
         for n, (row_id, row) in enumerate(read_dataset(ctx.inputs["dataset"].path), start=1):
-            for new_id, new_row in self._one(ctx, settings, tally, deduper, chunker, row_id, row):
+            for new_id, new_row in cleaner.clean(row_id, row):
                 written += 1
                 flush_rows(out, cols, new_id, new_row)
             if n % 50_000 == 0:
                 ctx.progress(n)
         flush_rows(out, cols)
-        ctx.scratch["expanded"] = chunker.expanded
+        ctx.scratch["expanded"] = cleaner.chunker.expanded
         return written
-
-    def _one(self, ctx, settings, tally, deduper, chunker, row_id, row):
-        ledger = ctx.ledger
-        ledger.count_in()
-        text = row_text(row)
-        code = check_quality(row, ctx.scratch["quality"])
-        if code:
-            tally.quality[code] += 1
-            ledger.dropped(row_id, code)
-            return []
-        row, pii = _pii(row, settings["pii"])
-        if pii:
-            tally.pii_rows += 1
-        dup = deduper.check(row_id, row_text(row))
-        if dup:
-            tally.duplicates[dup[0]] += 1
-            ledger.dropped(row_id, dup[0], detail={"duplicate_of": dup[1]})
-            return []
-        tally.lengths.append(len(text))
-        chunks = chunker.split(row_id, row)
-        if chunks:
-            return chunks
-        if pii and settings["pii"] == "redact":
-            ledger.changed(row_id, {"redacted": pii}, reason_code="pii_found")
-        elif pii:
-            ledger.kept(row_id, reason_code="pii_found", detail=json.dumps({"found": pii}))
-        else:
-            ledger.kept(row_id)
-        return [(row_id, row)]
 
     def _gate(self, ctx: StageContext, settings: dict[str, Any], health: dict[str, Any]) -> None:
         if settings["pii"] == "block" and health["pii_share"] > settings["pii_block_share"]:
@@ -145,6 +115,45 @@ class CleanStage:
         if blocked:
             ctx.emit("health_forced", f"--force overrode blocking health signals {blocked}",
                      signals={s: health["signals"][s] for s in blocked})
+
+
+class RowCleaner:
+    """One row at a time: quality, PII, dedup, chunking; each outcome into the ledger."""
+
+    def __init__(self, ctx: StageContext, settings: dict[str, Any], tally: Tally) -> None:
+        self.ctx, self.settings, self.tally = ctx, settings, tally
+        self.ledger = ctx.ledger
+        self.deduper = Deduper(threshold=settings["near_dup_threshold"])
+        self.chunker = Chunker(ctx, settings)
+
+    def clean(self, row_id: str, row: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The rows to write for one input row: none (dropped), itself, or its chunks."""
+        self.ledger.count_in()
+        length = len(row_text(row))
+        code = check_quality(row, self.ctx.scratch["quality"])
+        if code:
+            self.tally.quality[code] += 1
+            self.ledger.dropped(row_id, code)
+            return []
+        row, pii = _pii(row, self.settings["pii"])
+        self.tally.pii_rows += bool(pii)
+        dup = self.deduper.check(row_id, row_text(row))
+        if dup:
+            self.tally.duplicates[dup[0]] += 1
+            self.ledger.dropped(row_id, dup[0], detail={"duplicate_of": dup[1]})
+            return []
+        self.tally.lengths.append(length)
+        return self.chunker.split(row_id, row) or self._keep(row_id, row, pii)
+
+    def _keep(self, row_id: str, row: dict[str, Any],
+              pii: dict[str, int]) -> list[tuple[str, dict[str, Any]]]:
+        if pii and self.settings["pii"] == "redact":
+            self.ledger.changed(row_id, {"redacted": pii}, reason_code="pii_found")
+        elif pii:
+            self.ledger.kept(row_id, reason_code="pii_found", detail=json.dumps({"found": pii}))
+        else:
+            self.ledger.kept(row_id)
+        return [(row_id, row)]
 
 
 class Tally:
