@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import child_env, run_child
 
 TARGET_PEAK_RSS_MIB = 1536
 MALFORMED_EVERY = 1000
@@ -79,25 +76,13 @@ def main() -> None:
         print(json.dumps(child(args.child, args.rows)))
         return
 
-    home = tempfile.mkdtemp(prefix="brewslm-bench-ingest-")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BREWSLM_DATABASE_URL", "BREWSLM_STRICT_CODES")}
-    env["BREWSLM_HOME"] = home
-    try:
-        source = Path(home) / "data.jsonl"
+    with child_env("brewslm-bench-ingest-") as (home, env):
+        source = home / "data.jsonl"
         log(f"writing {args.rows:,} lines")
         write_jsonl(source, args.rows)
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", str(source),
-                               "--rows", str(args.rows)], env=env, stdout=subprocess.PIPE,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"benchmark child failed with exit code {proc.returncode}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result, peak_rss_mib = run_child(__file__, ["--child", str(source),
+                                                    "--rows", str(args.rows)], env)
         result["source_bytes"] = source.stat().st_size
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    peak_rss_mib = peak / (1 << 20 if sys.platform == "darwin" else 1 << 10)
     result.update(peak_rss_mib=round(peak_rss_mib, 1), target_peak_rss_mib=TARGET_PEAK_RSS_MIB,
                   meets_target=peak_rss_mib < TARGET_PEAK_RSS_MIB)
     print(json.dumps(result, indent=2))

@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
+
+from harness import child_env, run_child
 
 TARGET_PEAK_RSS_MIB = 1024
 PARAMS = {"reject_every": 7, "change_every": 5}
@@ -86,22 +84,8 @@ def main() -> None:
         print(json.dumps(child(args.rows)))
         return
 
-    home = tempfile.mkdtemp(prefix="brewslm-bench-ledger-")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BREWSLM_DATABASE_URL", "BREWSLM_STRICT_CODES")}
-    env["BREWSLM_HOME"] = home
-    try:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                               "--rows", str(args.rows)],
-                              env=env, stdout=subprocess.PIPE, text=True, check=False)
-        if proc.returncode != 0:
-            raise SystemExit(f"benchmark child failed with exit code {proc.returncode}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-    # ru_maxrss of the largest waited-for child (just ours): KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    peak_rss_mib = peak / (1 << 20 if sys.platform == "darwin" else 1 << 10)
+    with child_env("brewslm-bench-ledger-") as (_, env):
+        result, peak_rss_mib = run_child(__file__, ["--child", "--rows", str(args.rows)], env)
     result.update(peak_rss_mib=round(peak_rss_mib, 1), target_peak_rss_mib=TARGET_PEAK_RSS_MIB,
                   meets_target=peak_rss_mib < TARGET_PEAK_RSS_MIB)
     print(json.dumps(result, indent=2))
