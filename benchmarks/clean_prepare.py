@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from harness import child_env, run_child
 
 TARGET_PEAK_RSS_MIB = 2048
 WORDS = ["invoice", "refund", "login", "export", "sync", "parcel", "address", "password",
@@ -130,19 +127,6 @@ def baseline_child(path: str, rows: int) -> dict[str, Any]:
     return steps
 
 
-def run_child(kind: str, source: Path, rows: int, env: dict[str, str]) -> tuple[dict, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", kind,
-                           "--source", str(source), "--rows", str(rows)], env=env,
-                          stdout=subprocess.PIPE, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{kind} child failed with exit code {proc.returncode}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is a maximum over all of them: a later, smaller child reads as the
-    # earlier one's peak, so BrewSLM runs first and the baseline's figure is an upper bound.
-    return json.loads(proc.stdout.strip().splitlines()[-1]), max(peak, before) / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -153,18 +137,15 @@ def main() -> None:
         fn = brewslm_child if args.child == "brewslm" else baseline_child
         print(json.dumps(fn(args.source, args.rows)))
         return
-    home = tempfile.mkdtemp(prefix="brewslm-bench-cp-")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("BREWSLM_DATABASE_URL", "BREWSLM_STRICT_CODES")}
-    env["BREWSLM_HOME"] = home
-    try:
-        source = Path(home) / "rows.jsonl"
+    with child_env("brewslm-bench-cp-") as (home, env):
+        source = home / "rows.jsonl"
         log(f"writing {args.rows:,} rows")
         write_rows(source, args.rows)
-        ours, ours_rss = run_child("brewslm", source, args.rows, env)
-        base, base_rss = run_child("baseline", source, args.rows, env)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
+        common = ["--source", str(source), "--rows", str(args.rows)]
+        # ru_maxrss over children is a maximum: BrewSLM runs first so its figure is its own;
+        # the baseline's is the larger of the two (an upper bound on its own).
+        ours, ours_rss = run_child(__file__, ["--child", "brewslm", *common], env)
+        base, base_rss = run_child(__file__, ["--child", "baseline", *common], env)
     ratio = {step: round(ours[step]["seconds"] / base[step]["seconds"], 2)
              for step in ("clean", "prepare")}
     print(json.dumps({"rows": args.rows, "brewslm": ours, "brewslm_peak_rss_mib": round(ours_rss),
