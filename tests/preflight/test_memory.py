@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from brewslm.basemodels.builtin_tiny import TINY_CONFIG
 from brewslm.preflight import architecture, estimate_memory, fits, free_memory_bytes
 from brewslm.preflight import plan_that_fits as plan_for
