@@ -1,6 +1,7 @@
 """Every test gets its own BREWSLM_HOME, strict reason codes and no network.
 
-The built-in tiny model is built once per session (BREWSLM_MODELS_DIR) and shared.
+The built-in tiny model is built once per session (BREWSLM_MODELS_DIR) and shared, and
+pretrained for 10 steps only (BREWSLM_TINY_PRETRAIN_STEPS).
 With BREWSLM_TEST_DATABASE_URL set (`make test-postgres`), the store runs on that database,
 wiped before each test.
 """
@@ -14,6 +15,11 @@ from sqlalchemy import create_engine, text
 
 from brewslm.store import db
 from brewslm.store.models import Base
+
+# builtin:tiny is pretrained on first use (500 steps, ~3 min on 2 cores); tests need a real
+# model, not a good one, so they pretrain it for 10 steps. Set at import so that module-scoped
+# fixtures and subprocesses see it too.
+os.environ.setdefault("BREWSLM_TINY_PRETRAIN_STEPS", "10")
 
 
 @pytest.fixture(scope="session")

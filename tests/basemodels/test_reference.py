@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from brewslm.basemodels import builtin_tiny, reference
+from brewslm.basemodels import builtin_tiny, pretrain, reference
 from brewslm.basemodels.reference import (
     ResolvedModel,
     resolve_base_model,
@@ -34,7 +34,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     home = tmp_path_factory.mktemp("home")
     with pytest.MonkeyPatch.context() as mp:
         use_home(mp, home)
-        return home, builtin_tiny.build_builtin_tiny()
+        return home, pretrain.pretrain_builtin_tiny()
 
 
 @pytest.fixture(autouse=True)
@@ -97,7 +97,7 @@ def test_builtin_tiny_resolves_and_describes(built, monkeypatch):
 def test_build_false_neither_builds_nor_validates_files(tmp_path):
     resolved = resolve_base_model("builtin:tiny", build=False)
     assert resolved.kind == "builtin"
-    assert resolved.path == builtin_tiny.default_builtin_dir()
+    assert resolved.path == pretrain.default_pretrained_dir()
     assert not resolved.path.exists()
     info = resolved.describe()
     assert info["architecture"] is None and info["parameters"] is None
@@ -115,7 +115,7 @@ def test_validate_is_cheap(tmp_path):
 def test_unknown_builtin_names_the_known_ones():
     error = refused("builtin:huge", "base_model_unknown_builtin")
     assert "builtin:tiny" in error.message
-    assert error.details["known"] == ["builtin:tiny"]
+    assert error.details["known"] == ["builtin:tiny", "builtin:tiny-random"]
     refused("builtin:", "base_model_unknown_builtin")
 
 

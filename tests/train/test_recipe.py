@@ -54,7 +54,7 @@ def test_lora_recipe_holds_the_values_that_learned():
     assert recipe["lora"] == {"r": 32, "alpha": 64, "dropout": 0.0,
                               "target_modules": "all-linear"}
     assert (recipe["learning_rate"], recipe["lr_scheduler"], recipe["warmup_steps"],
-            recipe["micro_batch"], recipe["epochs"]) == (0.001, "cosine", 10, 16, 3)
+            recipe["micro_batch"], recipe["epochs"]) == (0.001, "cosine", 10, 16, 10)
 
 
 def test_every_documented_key_is_in_the_schema():

@@ -5,7 +5,8 @@
     validate_base_model_ref(ref)                    # cheap: syntax and local folders only
 
 A reference is one of, checked in this order:
-  builtin:<name>       a model BrewSLM builds itself, offline (known: builtin:tiny)
+  builtin:<name>       a model BrewSLM builds itself, offline (known: builtin:tiny, pretrained
+                       on the shipped corpus, and builtin:tiny-random, its random init)
   a local folder       absolute or relative, ./, ../ or ~; an existing folder wins over a hub
                        id of the same spelling. It needs config.json and tokenizer files.
   owner/name[@rev]     a Hugging Face Hub repo: the local HF cache first; the hub only when it
@@ -28,13 +29,16 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from brewslm.basemodels import builtin_tiny
+from brewslm.basemodels import builtin_tiny, pretrain
 from brewslm.errors import InputError
 
 BUILTIN_PREFIX = "builtin:"
-# name -> (build it and return its folder, where it lives without building)
+# name -> (build it and return its folder, where it lives without building).
+# builtin:tiny is pretrained on the shipped corpus (LoRA needs something to adapt);
+# builtin:tiny-random is its random-init starting point, quick to build for tests.
 BUILTINS: dict[str, tuple[Callable[[], Path], Callable[[], Path]]] = {
-    "tiny": (builtin_tiny.build_builtin_tiny, builtin_tiny.default_builtin_dir),
+    "tiny": (pretrain.pretrain_builtin_tiny, pretrain.default_pretrained_dir),
+    "tiny-random": (builtin_tiny.build_builtin_tiny, builtin_tiny.default_builtin_dir),
 }
 KNOWN_BUILTINS = tuple(BUILTIN_PREFIX + name for name in BUILTINS)
 

@@ -4,8 +4,9 @@
 
 `estimate_memory` predicts the peak memory of a training job from the model's architecture
 and the manifest's token lengths; `free_memory_bytes` says what the device has free;
-`plan_that_fits` changes the job (micro-batch, checkpointing, QLoRA, max length) until it fits.
-See memory.py for the formulas.
+`plan_that_fits` changes the job (micro-batch, checkpointing, QLoRA, max length) until it fits;
+`tune_cpu_allocator`, called first in a CPU training process, makes its peak RSS follow the
+estimate. See memory.py for the formulas.
 """
 
 from brewslm.preflight.memory import (
@@ -16,8 +17,11 @@ from brewslm.preflight.memory import (
     estimate_memory,
     fits,
     free_memory_bytes,
+    peak_rss_bytes,
     plan_that_fits,
+    tune_cpu_allocator,
 )
 
 __all__ = ["Architecture", "MemoryEstimate", "Plan", "architecture", "estimate_memory", "fits",
-           "free_memory_bytes", "plan_that_fits"]
+           "free_memory_bytes", "peak_rss_bytes", "plan_that_fits",
+           "tune_cpu_allocator"]

@@ -39,6 +39,7 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZER_STATES = {"adamw": 2, "sgd": 0}  # values kept per trainable parameter
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 FP32 = 4
+INPUT_BYTES_PER_TOKEN = 4 * 8  # input_ids, attention_mask, labels, shifted labels: int64
 GIB = 1 << 30
 MIB = 1 << 20
 
@@ -346,11 +347,6 @@ def _head_bytes(job: Job) -> int:
     return _norm_bytes(job, True) + keep_input
 
 
-def _inputs_bytes(job: Job) -> int:
-    """input_ids, attention_mask, labels and shifted labels, int64, per token."""
-    return 4 * 8
-
-
 def _shared_bytes(job: Job) -> int:
     """Per batch (not per token): the boolean padding mask (batch x seq x seq) and the rotary
     cos/sin tables (seq x head_dim each), built once per forward and shared by every layer."""
@@ -382,7 +378,7 @@ def logits_peak_bytes(job: Job) -> int:
 def _activation_phases(job: Job) -> dict[str, tuple[int, int, int]]:
     """(activations, logits, early gradients) bytes at each moment of backward."""
     arch, t = job.arch, job.tokens
-    per_batch = t * _inputs_bytes(job) + _shared_bytes(job)
+    per_batch = t * INPUT_BYTES_PER_TOKEN + _shared_bytes(job)
     head = t * _head_bytes(job)
     logits = t * logits_peak_bytes(job)
     early_grads = _largest_trainable(job) * _param_bytes(job)  # lm_head/embedding, full FT
@@ -431,10 +427,15 @@ def tune_cpu_allocator(mmap_threshold: int = TUNED_MMAP_THRESHOLD) -> bool:
     free, and everything smaller from its heap, which keeps freed memory resident. By default
     the threshold rises to the size of each large block freed (up to 32 MiB), so after the
     first step most activations come from the heap; freed activations then stay resident and
-    the heap fragments, and peak RSS grew to 1.3-1.65x the live memory here, depending on the
-    order of allocation (benchmarks/preflight_memory.py). Setting the threshold fixes it
-    (glibc stops adjusting it), so every tensor of 128 KiB or more is mapped and unmapped on
-    its own and RSS tracks what the estimate counts. Returns False where it cannot (no glibc).
+    the heap fragments: peak RSS was 1.0-1.58x the tuned figure over the benchmark grid,
+    depending on the order of allocations. Setting the threshold fixes it (glibc stops
+    adjusting it), so every tensor of 128 KiB or more is mapped and unmapped on its own and RSS
+    tracks what the estimate counts (within 4% over the grid).
+
+    It costs time: every large tensor is fresh pages the kernel must fault in and zero. Here
+    (1 thread) steps took 1.3-1.5x as long on a 6.4M-parameter model at 4 x 512 tokens and
+    ~1.7x on builtin:tiny's shape, for a peak 13-15% lower. Use it where memory is what limits
+    the job. Returns False where it cannot be applied (no glibc).
     """
     import ctypes
     import ctypes.util
@@ -444,6 +445,24 @@ def tune_cpu_allocator(mmap_threshold: int = TUNED_MMAP_THRESHOLD) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, int(mmap_threshold)))
     except (OSError, AttributeError):
         return False
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory: VmHWM from /proc, else ru_maxrss.
+
+    VmHWM belongs to the process's own address space. ru_maxrss does not: Linux carries it
+    over exec from the parent's address space when the child was started with vfork (as
+    Python's subprocess does), so a child of a 750 MB pytest reported a 750 MB peak for a
+    430 MB job. Measured peaks must come from here."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 # --- the estimate ---------------------------------------------------------------------------
@@ -495,10 +514,10 @@ def estimate_memory(
 
     seq_lens: the train split's token lengths (the manifest's); the peak batch is padded to the
     longest (see _batch_length), truncated at max_length if given. lora_targets: linear layer
-    names (default: all seven of a Llama layer, as peft's "all-linear"). runtime: "trainer" (HF
-    Trainer, what the train stage runs) or "loop" (a bare training loop), which differ only in
-    framework overhead. threads: torch's intra-op threads (default: the CPUs this process may
-    use). grad_accumulation > 1 keeps gradients alive through the next forward.
+    names (default: all seven of a Llama layer, as peft's "all-linear"). runtime: "trainer"
+    (the HF Trainer) or "loop" (a bare training loop), which differ only in framework
+    overhead. threads: torch's intra-op threads (default: the CPUs this process may use).
+    grad_accumulation > 1 keeps gradients alive through the next forward.
     cpu_allocator: "tuned" when the training process calls tune_cpu_allocator() first (the
     estimate then tracks measured peak RSS within a few percent); "glibc" (the default, safe
     for a process that does not) adds the measured upper bound of the heap's slack.
