@@ -101,3 +101,25 @@ class Artifact(Base):
     run_id: Mapped[str | None] = mapped_column(String(40))
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Metric(Base):
+    """One training measurement: (run, step, name) -> value, e.g. loss, eval_loss, tokens/s.
+
+    A table rather than events: traces are numbers that the CLI, the API and the UI plot and
+    query by run, and a training run writes thousands of them."""
+
+    __tablename__ = "metrics"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    run_id: Mapped[str] = mapped_column(String(40), nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    epoch: Mapped[float | None] = mapped_column(Float)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)
