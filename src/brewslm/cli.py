@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from brewslm import artifacts, cli_data, console, progress, project, rows
+from brewslm import artifacts, cli_data, cli_train, console, progress, project, rows
 from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
 from brewslm.events import query, taxonomy, timeline
 from brewslm.stages.runner import recover_interrupted
@@ -301,6 +301,7 @@ def demo(json_out: JsonOpt = False) -> None:
 
 
 cli_data.register(app)
+cli_train.register(app)
 
 
 def main() -> None:

@@ -36,6 +36,14 @@ class NotFoundError(InputError):
 
 
 class BlockedError(BrewError):
-    """A gate refused to go on; exit code 3."""
+    """A gate refused to go on; exit code 3.
+
+    `result`, when given, is what the gate found (preflight: verdict, blockers, memory): the
+    runner stores it as the blocked run's result, so `--json` still shows why."""
 
     exit_code = 3
+
+    def __init__(self, code: str, message: str, *, result: dict[str, Any] | None = None,
+                 **details: Any) -> None:
+        super().__init__(code, message, **details)
+        self.result = result

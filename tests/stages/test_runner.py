@@ -130,6 +130,19 @@ def test_a_gate_blocks_with_exit_3(proj):
     assert query.get_run(proj, result.run_id)["status"] == "blocked"
 
 
+def test_a_blocked_run_keeps_what_the_gate_found(proj):
+    found = {"verdict": "BLOCK", "blockers": [{"reason_code": "preflight_memory_exceeded"}]}
+    gate = BlockedError("preflight_blocked", "does not fit", result=found)
+    result = run_stage(FakeStage(fail=gate), proj)
+    assert (result.status, result.exit_code) == ("blocked", 3)
+    assert result.result == found
+    out = result.to_dict()
+    assert out["verdict"] == "BLOCK" and out["error"]["code"] == "preflight_blocked"
+    assert query.get_run(proj, result.run_id)["result"] == found
+    failed = run_stage(FakeStage(fail=BrewError("stage_crashed", "boom")), proj)
+    assert failed.result == {} and query.get_run(proj, failed.run_id)["result"] == {}
+
+
 def test_unbalanced_ledger_violates_the_contract(proj):
     result = run_stage(FakeStage(unbalanced=True), proj)
     assert result.status == "failed" and result.error["code"] == "contract_violated"

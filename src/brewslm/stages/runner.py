@@ -215,12 +215,15 @@ def _record_success(ctx: StageContext, result: dict[str, Any], ledger: LedgerSta
 
 def _record_failure(ctx: StageContext, exc: BaseException, duration: float) -> StageResult:
     status, code, exit_code, error = _classify(exc)
-    _finish(ctx.run_id, status, duration, error_code=code, error_message=error["message"])
+    # A gate may say what it found (BlockedError.result): kept, so a blocked run explains itself.
+    result = getattr(exc, "result", None) or {}
+    _finish(ctx.run_id, status, duration, error_code=code, error_message=error["message"],
+            result=result)
     event = "stage_blocked" if status == "blocked" else "stage_failed"
     ctx.emit(event, f"{ctx.stage} {status} [{code}]: {error['message']}", cause=code,
              **{k: v for k, v in error.items() if k != "code"})
-    return StageResult(ctx.stage, ctx.run_id, status, error=error, exit_code=exit_code,
-                       duration_s=round(duration, 3))
+    return StageResult(ctx.stage, ctx.run_id, status, result=result, error=error,
+                       exit_code=exit_code, duration_s=round(duration, 3))
 
 
 def _classify(exc: BaseException) -> tuple[str, str, int, dict[str, Any]]:

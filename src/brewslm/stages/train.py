@@ -247,6 +247,8 @@ class TrainStage:
             result["notice"] = "SIMULATED: no model was trained; traces are generated."
         if outcome.retried_oom:
             result["retried_oom"] = outcome.retried_oom
+        if ctx.scratch.get("ranks"):  # every rank's own report: proof that N ranks ran
+            result["ranks"] = ctx.scratch["ranks"]
         if "preflight" in ctx.scratch:
             result["memory"] = _memory_check(ctx.scratch["preflight"], outcome)
         return result
@@ -576,6 +578,42 @@ def _copy_tree(src: Path, dst: Path) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def run_metrics(project: ProjectInfo, run_id: str | None = None) -> dict[str, Any]:
+    """A training run's trace (the latest run by default), with the runs it resumed from up
+    to the step it resumed at, its summary and a terminal plot."""
+    from sqlalchemy import select
+
+    from brewslm.errors import NotFoundError
+    from brewslm.store import session
+    from brewslm.store.models import StageRun
+
+    query = select(StageRun).where(StageRun.project_id == project.id, StageRun.stage == "train",
+                                   StageRun.status != "reused")
+    if run_id:
+        query = query.where(StageRun.run_id == run_id)
+    with session() as s:
+        run = s.scalars(query.order_by(StageRun.started_at.desc())).first()
+        if run is None:
+            raise NotFoundError("model_missing", f"project {project.name!r} has no training run"
+                                f"{' ' + repr(run_id) if run_id else ''} yet: run `brewslm train "
+                                "-p NAME` first")
+        run_id, status, result = run.run_id, run.status, dict(run.result or {})
+    rows = _with_earlier(project, metrics.read(project, run_id), result.get("resumed_from"))
+    return {"run_id": run_id, "status": status, "simulated": bool(result.get("simulated")),
+            "rows": rows, "summary": metrics.summary(rows),
+            "plot": metrics.terminal_plot(rows, title=f"loss {run_id}"),
+            "plot_files": result.get("plot_files", [])}
+
+
+def _with_earlier(project: ProjectInfo, rows: list[dict[str, Any]],
+                  resumed_from: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not resumed_from:
+        return rows
+    earlier = [r for r in metrics.read(project, resumed_from["run_id"])
+               if r["step"] <= resumed_from["step"]]
+    return _dedupe(earlier + rows)
 
 
 def latest_model(project: ProjectInfo, model: str | None = None) -> str:
