@@ -291,11 +291,14 @@ def server(host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.
 
 @app.command("demo")
 @guarded
-def demo(json_out: JsonOpt = False) -> None:
+def demo(train_set: Annotated[list[str] | None, typer.Option(
+             "--set", help="Override a key of the demo's training recipe (lora), e.g. "
+             "--set max_steps=10 for a quick look.")] = None,
+         json_out: JsonOpt = False) -> None:
     """Run what exists of the lifecycle on bundled data with builtin:tiny, then the timeline."""
     from brewslm.demo import run_demo
 
-    summary = run_demo(quiet=json_out)
+    summary = run_demo(quiet=json_out, train_overrides=train_set or [])
     if json_out:
         console.print_json(summary)
 

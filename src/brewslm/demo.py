@@ -5,8 +5,14 @@ support tickets to classify): build and describe the base model, ingest (one mal
 kept in the ledger), introspect (a proposal with its confidence), map --dry-run (preview and
 rejections, nothing written), map (a dataset version), clean (duplicates naming the row they
 matched, a health report), prepare (loss-masked tokens, a leak-free split, the manifest and a
-token-length histogram), re-ingest (reused: same content), the ledger's accounting, a rejected
-row's story, and the timeline. Each later stage issue extends this file with its stage.
+token-length histogram), re-ingest (reused: same content), preflight (GO with the memory
+estimate; and the same job planned for a 900 MB machine: BLOCK with a plan that fits), train
+(LoRA on the pretrained builtin:tiny: the loss curve, eval loss falling, preflight's estimate
+against the measured peak), the ledger's accounting, a rejected row's story, and the timeline.
+Each later stage issue extends this file with its stage.
+
+The first run pretrains builtin:tiny (~3 min on 2 cores, cached) and trains the shipped lora
+recipe (10 epochs, ~2 min); `brewslm demo --set max_steps=10` shortens the training.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def sample_path() -> Path:
     return Path(str(resources.files("brewslm.samples") / "tickets.jsonl"))
 
 
-def run_demo(*, quiet: bool = False) -> dict[str, Any]:
+def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -> dict[str, Any]:
     say = (lambda *_: None) if quiet else console.err.print
     info = _fresh_project(say)
 
@@ -42,6 +48,7 @@ def run_demo(*, quiet: bool = False) -> dict[str, Any]:
 
     with progress.rich_bars(enabled=not quiet):
         results = _data_stages(info, say)
+        results.update(_model_stages(info, say, train_overrides or []))
 
     say(Rule("row ledger: in = out + dropped, per stage"))
     stats = rows.stats(info)
@@ -95,6 +102,36 @@ def _data_stages(info: project.ProjectInfo, say) -> dict[str, StageResult]:
     say(prep["histogram"])
     say(Rule("01 ingest again (same content)"))
     results["ingest_again"] = _check(data.ingest(info, source), say)
+    return results
+
+
+def _model_stages(info: project.ProjectInfo, say, overrides: list[str]) -> dict[str, StageResult]:
+    from brewslm.stages.preflight import preflight
+    from brewslm.stages.train import train
+
+    results: dict[str, StageResult] = {}
+    say(Rule("07 preflight"))
+    results["preflight"] = _check(preflight(info, overrides=overrides), say)
+    found = results["preflight"].result
+    say(f"  verdict {found['verdict']}: estimated peak "
+        f"{console.human_bytes(found['memory']['estimated_peak_bytes'])} of "
+        f"{console.human_bytes(found['memory']['free_bytes'])} free; "
+        + ", ".join(f"{c['name']} {c['status']}" for c in found["checks"]))
+    small = preflight(info, overrides=overrides, memory_limit_bytes=900 * 10**6)
+    results["preflight_small_machine"] = small
+    plan = small.result.get("plan") or {}
+    say(f"  the same job on a 900 MB machine: {small.result['verdict']} (exit "
+        f"{small.exit_code}); plan: {'; '.join(plan.get('changes', [])) or 'none fits'}")
+    say(Rule("08 train"))
+    results["train"] = _check(train(info, overrides=overrides), say)
+    out = results["train"].result
+    say(out["plot"])
+    memory = out.get("memory") or {}
+    say(f"  {out['steps']} steps, {out['tokens_per_second']} tokens/s; eval loss "
+        f"{out.get('first_eval_loss')} -> {out.get('last_eval_loss')}; memory estimated "
+        f"{console.human_bytes(memory.get('estimated_peak_bytes'))}, measured "
+        f"{console.human_bytes(memory.get('measured_peak_bytes'))}\n  charts: "
+        f"{out['plot_files'][0]}")
     return results
 
 

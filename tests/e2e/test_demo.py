@@ -15,8 +15,8 @@ BREWSLM = str(Path(sys.executable).with_name("brewslm"))
 
 
 def test_demo_runs_what_exists_of_the_lifecycle():
-    proc = subprocess.run([BREWSLM, "demo", "--json"], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
+    proc = subprocess.run([BREWSLM, "demo", "--set", "max_steps=10", "--json"],
+                          capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["base_model"]["architecture"] == "LlamaForCausalLM"
@@ -24,7 +24,14 @@ def test_demo_runs_what_exists_of_the_lifecycle():
     assert {k: r["status"] for k, r in runs.items()} == {
         "ingest": "succeeded", "introspect": "succeeded", "map_dry_run": "succeeded",
         "map": "succeeded", "clean": "succeeded", "prepare": "succeeded",
-        "ingest_again": "reused"}
+        "ingest_again": "reused", "preflight": "succeeded",
+        "preflight_small_machine": "blocked", "train": "succeeded"}
+    assert runs["preflight"]["verdict"] == "GO"
+    small = runs["preflight_small_machine"]
+    assert small["verdict"] == "BLOCK" and small["plan"]["fits"]
+    assert [b["reason_code"] for b in small["blockers"]] == ["preflight_memory_exceeded"]
+    assert runs["train"]["steps"] == 10 and runs["train"]["manifest_hash"] == (
+        runs["prepare"]["manifest_hash"])
     assert runs["ingest"]["counts"] == {"in": 400, "out": 399, "rejected": 1}
     assert runs["map"]["counts"] == {"in": 399, "out": 397, "rejected": 2}
     assert out["dataset"]["total"] == 386  # the latest version: the cleaned one
@@ -38,7 +45,7 @@ def test_demo_runs_what_exists_of_the_lifecycle():
     assert [(s["stage"], s["outcome"]) for s in out["trace"]["steps"]] == [
         ("ingest", "kept"), ("map", "dropped")]
     # running it again replaces the demo project instead of failing on it
-    again = subprocess.run([BREWSLM, "demo", "--json"], capture_output=True, text=True,
-                           env=os.environ.copy(), timeout=300)
+    again = subprocess.run([BREWSLM, "demo", "--set", "max_steps=10", "--json"],
+                           capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout)["runs"]["ingest"]["status"] == (
         "succeeded")
