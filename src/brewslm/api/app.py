@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -151,6 +151,26 @@ def _add_routes(app: FastAPI) -> None:
     def dataset_rows(name: str, version: str,
                      limit: Annotated[int, Query(ge=1, le=10_000)] = 20) -> dict[str, Any]:
         return data.dataset_rows(project.get(name), version=version, limit=limit)
+
+    @app.get("/api/projects/{name}/runs/{run_id}/metrics", dependencies=deps)
+    def run_metrics(name: str, run_id: str) -> dict[str, Any]:
+        """A training run's trace (loss, eval_loss, learning_rate, grad_norm, tokens/s per
+        step, earlier runs included up to the step it resumed at), its summary and a text
+        plot; the same as `brewslm metrics -p NAME --run RUN_ID --json`."""
+        from brewslm.stages.train import run_metrics
+
+        return run_metrics(project.get(name), run_id)
+
+    @app.get("/api/projects/{name}/runs/{run_id}/metrics.png", dependencies=deps,
+             response_class=Response, responses={200: {"content": {"image/png": {}}}})
+    def run_metrics_png(name: str, run_id: str) -> Response:
+        """The loss curve (and learning rate) of a training run as a PNG."""
+        from brewslm.stages.train import run_metrics
+        from brewslm.train import metrics
+
+        found = run_metrics(project.get(name), run_id)
+        return Response(metrics.png(found["rows"], title=f"loss {run_id}"),
+                        media_type="image/png")
 
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:

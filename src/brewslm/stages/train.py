@@ -581,7 +581,8 @@ def _fmt(value: float | None) -> str:
 
 
 def run_metrics(project: ProjectInfo, run_id: str | None = None) -> dict[str, Any]:
-    """A training run's trace (the latest run by default), with the runs it resumed from up
+    """A training run's trace (by default the latest run that trained: succeeded, failed or
+    running, not blocked or reused), with the runs it resumed from up
     to the step it resumed at, its summary and a terminal plot."""
     from sqlalchemy import select
 
@@ -590,7 +591,7 @@ def run_metrics(project: ProjectInfo, run_id: str | None = None) -> dict[str, An
     from brewslm.store.models import StageRun
 
     query = select(StageRun).where(StageRun.project_id == project.id, StageRun.stage == "train",
-                                   StageRun.status != "reused")
+                                   StageRun.status.in_(("succeeded", "failed", "running")))
     if run_id:
         query = query.where(StageRun.run_id == run_id)
     with session() as s:

@@ -1,0 +1,66 @@
+"""`brewslm train` and `brewslm metrics` on the CLI: one JSON object with --json, the loss
+curve in the terminal without it, and refusals with their exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from brewslm import project
+from brewslm.cli import app
+from brewslm.stages import data
+
+pytestmark = pytest.mark.store
+runner = CliRunner()
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    info = project.create("clitrain", base_model="builtin:tiny")
+    src = tmp_path / "data.jsonl"
+    src.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
+                           f'"response": "category {i % 3}"}}\n' for i in range(40)))
+    data.ingest(info, str(src))
+    data.map_rows(info)
+    assert data.prepare(info).status == "succeeded"
+    return info
+
+
+def invoke(*args: str, code: int = 0):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == code, (result.stdout, result.stderr)
+    return result
+
+
+def test_train_json_then_metrics(prepared):
+    out = json.loads(invoke("train", "-p", "clitrain", "--backend", "simulate", "--set",
+                            "max_steps=20", "--json").stdout)
+    assert out["status"] == "succeeded" and out["simulated"] is True and out["steps"] == 20
+    assert out["recipe"]["max_steps"] == 20
+    found = json.loads(invoke("metrics", "-p", "clitrain", "--json").stdout)
+    assert found["run_id"] == out["run_id"]
+    assert [r["step"] for r in found["rows"] if "loss" in r][:3] == [1, 10, 20]
+    text = invoke("metrics", "-p", "clitrain").stdout
+    assert "step" in text and out["run_id"] in text
+
+
+def test_train_human_output_shows_the_curve(prepared):
+    text = invoke("train", "-p", "clitrain", "--backend", "simulate", "--set",
+                  "max_steps=15").stdout
+    assert "SIMULATED" in text and "loss" in text and "┤" in text
+
+
+def test_train_refusals(prepared):
+    bad = json.loads(invoke("train", "-p", "clitrain", "--set", "lora.r=zero", "--json",
+                            code=2).stdout)
+    assert bad["error"]["code"] == "recipe_invalid"
+    unknown = json.loads(invoke("train", "-p", "clitrain", "--backend", "magic", "--json",
+                                code=2).stdout)
+    assert unknown["error"]["code"] == "train_backend_unknown"
+    blocked = json.loads(invoke("train", "-p", "clitrain", "--recipe", "qlora", "--json",
+                                code=3).stdout)
+    assert blocked["status"] == "blocked" and blocked["error"]["code"] == "preflight_blocked"
+    missing = json.loads(invoke("metrics", "-p", "clitrain", "--json", code=2).stdout)
+    assert missing["error"]["code"] == "model_missing"  # blocked runs trained nothing
