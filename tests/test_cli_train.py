@@ -64,3 +64,15 @@ def test_train_refusals(prepared):
     assert blocked["status"] == "blocked" and blocked["error"]["code"] == "preflight_blocked"
     missing = json.loads(invoke("metrics", "-p", "clitrain", "--json", code=2).stdout)
     assert missing["error"]["code"] == "model_missing"  # blocked runs trained nothing
+
+
+def test_accelerate_launcher_is_refused_on_cpu(prepared, tmp_path, monkeypatch):
+    from brewslm.train import hardware
+
+    monkeypatch.setattr(hardware, "cuda_available", lambda: False)
+    config = tmp_path / "multi_gpu.yaml"
+    config.write_text("distributed_type: MULTI_GPU\nnum_processes: 2\n")
+    for path in (str(config), str(tmp_path / "missing.yaml")):
+        out = json.loads(invoke("train", "-p", "clitrain", "--accelerate-config", path,
+                                "--json", code=2).stdout)
+        assert out["error"]["code"] == "train_launcher_unsupported"

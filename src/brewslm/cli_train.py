@@ -3,7 +3,7 @@
     brewslm preflight -p NAME [--recipe lora|full|qlora|FILE] [--set KEY=VALUE]...
                       [--memory-limit SIZE] [--force] [--manifest ID] [--json]
     brewslm train -p NAME [--recipe R] [--set KEY=VALUE]... [--resume] [--force]
-                  [--processes N] [--backend hf|simulate] [--json]
+                  [--processes N | --accelerate-config FILE] [--backend hf|simulate] [--json]
     brewslm metrics -p NAME [--run RUN_ID] [--json]
 
 preflight prints its checks, the memory breakdown against the free memory (or --memory-limit,
@@ -95,6 +95,9 @@ def register(app: typer.Typer) -> None:
                   processes: Annotated[int, typer.Option(
                       "--processes", help="Ranks to launch with torchrun on this machine (DDP; "
                       "gloo on CPU).")] = 1,
+                  accelerate_config: Annotated[str | None, typer.Option(
+                      "--accelerate-config", help="Launch with `accelerate launch` and this "
+                      "config (multi-GPU DDP, FSDP, DeepSpeed; CUDA only).")] = None,
                   manifest: ManifestOpt = None, json_out: JsonOpt = False) -> None:
         """08 train: fine-tune the base model on the manifest with a recipe (real, resumable)."""
         from brewslm.stages.train import train
@@ -102,7 +105,7 @@ def register(app: typer.Typer) -> None:
         with progress.rich_bars(enabled=not json_out):
             result = train(project.get(project_name), recipe=recipe, overrides=overrides or [],
                            resume=resume, force=force, backend=backend, processes=processes,
-                           manifest=manifest)
+                           accelerate_config=accelerate_config, manifest=manifest)
         if not json_out and result.status in ("succeeded", "reused"):
             print_training(result.to_dict())
         finish_stage(result, json_out)

@@ -5,6 +5,7 @@ weights), with traces, tagged checkpoints, an immutable run manifest, and resume
     result = train(project, recipe="lora", overrides=["max_steps=20"])    # a StageResult
     result = train(project, resume=True)        # continue the last interrupted run
     result = train(project, processes=2)        # DDP under torchrun (gloo on CPU)
+    result = train(project, accelerate_config="fsdp.yaml")   # accelerate launch (CUDA only)
     result = train(project, backend="simulate") # SIMULATED traces, no model (UI tests)
 
 In order: the recipe's effective form (overrides applied) is a parameter of the run, so the
@@ -57,19 +58,25 @@ STOP_CODES = {"cancelled": "train_cancelled", "budget": "train_budget_exceeded"}
 
 def train(project: ProjectInfo, *, recipe: str = "lora", overrides: list[str] | tuple = (),
           resume: bool = False, force: bool = False, backend: str = "hf", processes: int = 1,
-          manifest: str | None = None, parent_run_id: str | None = None) -> StageResult:
-    """Run stage 08 on the project's latest manifest (or `manifest`)."""
+          accelerate_config: str | None = None, manifest: str | None = None,
+          parent_run_id: str | None = None) -> StageResult:
+    """Run stage 08 on the project's latest manifest (or `manifest`). processes > 1 launches
+    that many torchrun ranks here; accelerate_config launches `accelerate launch` with that
+    config file instead (its num_processes, FSDP or DeepSpeed settings apply)."""
     if backend not in BACKENDS:
         raise InputError("train_backend_unknown", f"Unknown backend {backend!r}: use one of "
                          f"{', '.join(BACKENDS)}.", backend=backend)
     if processes < 1:
         raise InputError("train_processes_invalid", "--processes must be at least 1.",
                          processes=processes)
+    if accelerate_config is not None:
+        accelerate_config = _checked_accelerate_config(accelerate_config)
     effective = apply_overrides(load_recipe(recipe), list(overrides))
     manifest_id = require_output(project, "prepare", "manifest", manifest, "manifest_missing",
                                  "run `brewslm prepare -p NAME` first")
     params = {"recipe": effective, "recipe_name": recipe, "resume": resume, "force": force,
-              "backend": backend, "processes": processes}
+              "backend": backend, "processes": processes,
+              "accelerate_config": accelerate_config}
     return run_stage(TrainStage(), project, params=params, inputs={"manifest": manifest_id},
                      parent_run_id=parent_run_id)
 
@@ -158,8 +165,9 @@ class TrainStage:
             return simulate(p["recipe"], train_rows=_train_rows(ctx), work_dir=work, sink=sink)
         spec = self._spec(ctx, work)
         try:
-            if p["processes"] > 1:
-                return _run_distributed(ctx, spec, p["processes"], sink)
+            if p["processes"] > 1 or p.get("accelerate_config"):
+                return _run_distributed(ctx, spec, p["processes"], sink,
+                                        p.get("accelerate_config"))
             from brewslm.train.engine import StopRequest, fit
 
             stop = StopRequest()
@@ -339,15 +347,18 @@ class _Sink:
 
 # --- distributed -------------------------------------------------------------------------------
 
-def _run_distributed(ctx: StageContext, spec: Any, processes: int, sink: _Sink) -> Any:
-    """One torchrun rank per process on this machine; rank 0's trace is tailed into sink."""
+def _run_distributed(ctx: StageContext, spec: Any, processes: int, sink: _Sink,
+                     accelerate_config: str | None = None) -> Any:
+    """One torchrun rank per process on this machine (or what the accelerate config says);
+    rank 0's trace is tailed into sink."""
     from brewslm.train.engine import FitOutcome
     from brewslm.train.launch import OUTCOME_FILE, RANKS_DIR, TRACE_FILE
 
     work = Path(spec.work_dir)
     spec_path = work / "spec.json"
     spec_path.write_text(spec.to_json(), encoding="utf-8")
-    command = launch_command(spec_path, processes)
+    command = (accelerate_command(spec_path, accelerate_config) if accelerate_config
+               else launch_command(spec_path, processes))
     log_path = work / "launch.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -377,6 +388,28 @@ def launch_command(spec_path: Path, processes: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
             "--nnodes=1", "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
             "-m", "brewslm.train.launch", str(spec_path)]
+
+
+def accelerate_command(spec_path: Path, config_file: str) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file,
+            "-m", "brewslm.train.launch", str(spec_path)]
+
+
+def _checked_accelerate_config(path: str) -> str:
+    """An existing config file, on a machine with CUDA: on CPU `accelerate launch` starts one
+    process whatever num_processes says (measured, FACTS.md), so a multi-process CPU run
+    would silently be a single one; torchrun (--processes) is the CPU path."""
+    from brewslm.train.hardware import cuda_available
+
+    config = Path(path).expanduser()
+    if not config.is_file():
+        raise InputError("train_launcher_unsupported", f"accelerate config {path!r} is not a "
+                         "file.", accelerate_config=path)
+    if not cuda_available():
+        raise InputError("train_launcher_unsupported", "accelerate launch needs CUDA here: on "
+                         "CPU it silently starts one process. Use --processes N (torchrun, "
+                         "gloo) for multi-process CPU training.", accelerate_config=path)
+    return str(config.resolve())
 
 
 def _launch_env() -> dict[str, str]:
@@ -481,7 +514,8 @@ def run_manifest(ctx: StageContext, *, resumed_from: dict[str, Any] | None) -> d
                        "weights_sha256": _weights_sha(base.path) if base else None},
         "device": assessment.device if assessment else None,
         "dtype": assessment.dtype if assessment else None,
-        "processes": ctx.params["processes"], "forced": ctx.params["force"],
+        "processes": ctx.params["processes"],
+        "accelerate_config": ctx.params.get("accelerate_config"), "forced": ctx.params["force"],
         "resumed_from": resumed_from, "libraries": library_versions(), "hardware": hardware(),
     }
 
