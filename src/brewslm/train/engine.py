@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,8 @@ class StopRequest:
 def fit(spec: FitSpec, *, sink: Sink | None = None, stop: StopRequest | None = None) -> FitOutcome:
     """Train per spec; on CUDA out-of-memory retry once with a halved micro-batch."""
     try:
-        return _fit_once(spec, sink, stop)
+        with _quiet_deprecations():
+            return _fit_once(spec, sink, stop)
     except Exception as exc:
         if not (spec.retry_oom and spec.device == "cuda" and is_out_of_memory(exc)):
             raise
@@ -115,6 +118,16 @@ def fit(spec: FitSpec, *, sink: Sink | None = None, stop: StopRequest | None = N
                                "grad_accumulation": retried["grad_accumulation"],
                                "error": str(exc)[:500]}
         return outcome
+
+
+@contextmanager
+def _quiet_deprecations() -> Iterator[None]:
+    # peft 0.21 calls transformers 5's deprecated is_gradient_checkpointing on every model it
+    # wraps: a warning for their maintainers, not for someone training a model.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*",
+                                category=FutureWarning)
+        yield
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -148,6 +161,10 @@ def _fit_once(spec: FitSpec, sink: Sink | None, stop: StopRequest | None) -> Fit
 
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
+    if spec.device == "cpu" and spec.recipe.get("cpu_allocator") == "tuned":
+        from brewslm.preflight.memory import tune_cpu_allocator
+
+        tune_cpu_allocator()  # RSS then follows the live tensors, as preflight's estimate does
     if spec.resume_from:
         check_checkpoint(spec, Path(spec.resume_from))
     model = build_model(spec)
