@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/pii.py
 	$(PY) benchmarks/clean_prepare.py
+	$(PY) benchmarks/preflight_memory.py
+	$(PY) benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

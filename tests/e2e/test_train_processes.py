@@ -23,7 +23,8 @@ from brewslm.store import session
 from brewslm.store.models import StageRun
 from brewslm.train.engine import CHECKPOINT_TAG
 
-pytestmark = pytest.mark.store
+# Not marked `store`: these exercise processes and training, not the database; running them
+# again against PostgreSQL would double the suite's longest minutes for no new coverage.
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "brewslm" / "samples" / "tickets.jsonl"
 SETS = ["max_steps=30", "save_every=5", "eval_every=15", "logging_every=5", "micro_batch=8"]

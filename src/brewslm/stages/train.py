@@ -191,6 +191,11 @@ class TrainStage:
                        resume_from=ctx.scratch.get("resume_from"))
 
     def _raise_if_stopped(self, ctx: StageContext, outcome: Any) -> None:
+        if outcome.retried_oom:
+            ctx.emit("train_oom_retried", "out of memory: retried once with micro-batch "
+                     f"{outcome.retried_oom['micro_batch']} and gradient accumulation "
+                     f"{outcome.retried_oom['grad_accumulation']}", severity="warning",
+                     **outcome.retried_oom)
         if outcome.stopped not in STOP_CODES:
             if outcome.stopped == "early_stopping":
                 ctx.emit("train_early_stopped", f"early stopping at step {outcome.steps}: no "
