@@ -53,6 +53,7 @@ class StageContext:
     scratch: dict[str, Any] = field(default_factory=dict)  # passed from cache_key/validate to run
     _builders: list[ArtifactBuilder] = field(default_factory=list)
     _ledger: LedgerWriter | None = None
+    gate: Any = None  # a BlockedError set by refuse_after_outputs()
 
     def emit(self, reason_code: str, summary: str, *, severity: str | None = None,
              **payload: Any) -> int | None:
@@ -83,6 +84,12 @@ class StageContext:
         art = artifacts.publish(builder, meta)
         self.outputs[slot] = art
         return art
+
+    def refuse_after_outputs(self, exc: Any) -> None:
+        """End the run `blocked` by a gate (exit 3) but keep its outputs and ledger: the
+        evidence of a refusal (an eval report of a candidate that is not promotable) is an
+        output the user needs. `exc` is the BlockedError to record."""
+        self.gate = exc
 
     # --- used by the runner -------------------------------------------------------------
     def close_ledger(self) -> LedgerStats | None:

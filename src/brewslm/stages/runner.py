@@ -124,6 +124,8 @@ def _run_locked(stage: Stage, ctx: StageContext, inputs: dict[str, str],
         if hasattr(stage, "cleanup"):  # optional: temporary files the stage made
             stage.cleanup(ctx)
     ctx.commit()
+    if ctx.gate is not None:  # refused by a gate, with its outputs kept as evidence
+        return _record_gated(ctx, result, ledger, time.monotonic() - started)
     return _record_success(ctx, result, ledger, time.monotonic() - started)
 
 
@@ -211,6 +213,22 @@ def _record_success(ctx: StageContext, result: dict[str, Any], ledger: LedgerSta
     return StageResult(ctx.stage, ctx.run_id, "succeeded",
                        outputs={k: a.to_dict() for k, a in ctx.outputs.items()}, result=result,
                        ledger=ledger_dict, duration_s=round(duration, 3))
+
+
+def _record_gated(ctx: StageContext, result: dict[str, Any], ledger: LedgerStats | None,
+                  duration: float) -> StageResult:
+    exc = ctx.gate
+    outputs = {slot: art.id for slot, art in ctx.outputs.items()}
+    ledger_dict = ledger.to_dict() if ledger else None
+    error = {**exc.to_dict(), "exception_type": type(exc).__name__}
+    _finish(ctx.run_id, "blocked", duration, outputs=outputs, result=result, ledger=ledger_dict,
+            error_code=exc.code, error_message=exc.message)
+    ctx.emit("stage_blocked", f"{ctx.stage} blocked [{exc.code}]: {exc.message}", cause=exc.code,
+             outputs=outputs, **{k: v for k, v in error.items() if k != "code"})
+    return StageResult(ctx.stage, ctx.run_id, "blocked",
+                       outputs={k: a.to_dict() for k, a in ctx.outputs.items()}, result=result,
+                       ledger=ledger_dict, error=error, exit_code=exc.exit_code,
+                       duration_s=round(duration, 3))
 
 
 def _record_failure(ctx: StageContext, exc: BaseException, duration: float) -> StageResult:

@@ -1,0 +1,1 @@
+"""Stage 09's building blocks: eval packs, metrics, generation, gates and the report."""

@@ -1,0 +1,90 @@
+"""Stage 09 through the runner: the trained candidate against its base on the same eval rows;
+per-row results in the ledger; gates decide; a worse candidate is refused with exit 3 and its
+report kept; a simulated model is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from brewslm import artifacts, project, rows
+from brewslm.stages import data
+from brewslm.stages.evaluate import evaluate
+from brewslm.stages.train import train
+
+pytestmark = pytest.mark.store
+
+SAMPLE = Path(__file__).resolve().parents[2] / "src" / "brewslm" / "samples" / "tickets.jsonl"
+FAST = ["limit=12", "generation.max_new_tokens=24"]
+
+
+@pytest.fixture
+def prepared():
+    info = project.create("judged", base_model="builtin:tiny")
+    data.ingest(info, str(SAMPLE))
+    data.map_rows(info)
+    data.clean(info)
+    assert data.prepare(info).status == "succeeded"
+    return info
+
+
+def codes(result) -> list[str]:
+    return [e["reason_code"] for e in result.events]
+
+
+def test_a_better_candidate_is_promotable_and_every_row_is_scored(prepared):
+    trained = train(prepared, overrides=["max_steps=30", "logging_every=10"])
+    assert trained.status == "succeeded", trained.error
+    result = evaluate(prepared, pack="fast", overrides=[*FAST, "slice_by=json.category"])
+    out = result.to_dict()
+    assert out["status"] == "succeeded", out.get("error")
+    assert out["promotable"] is True and out["rows"] == 12
+    assert out["candidate_run"] == trained.run_id
+    loss = out["comparison"]["eval_loss"]
+    assert loss["candidate"] < loss["base"] and loss["improved"] is True
+    assert {g["id"]: g["passed"] for g in out["gates"]}["beats_base_on_loss"] is True
+    assert set(out["metrics"]["base"]) == set(out["metrics"]["candidate"]) >= {
+        "exact_match", "token_f1", "json_valid", "empty_or_refusal", "latency", "eval_loss",
+        "perplexity"}
+    assert set(out["slices"]["candidate"]) <= {"billing", "technical", "account", "shipping"}
+    assert sum(s["rows"] for s in out["slices"]["candidate"].values()) == 12
+    assert out["counts"] == {"in": 12, "out": 12, "rejected": 0}
+    assert out["notes_by_reason"] == {"eval_scored": 12}
+    assert "eval_promotable" in codes(result) and "eval_gate_passed" in codes(result)
+
+    report = artifacts.get(prepared, out["report_id"])
+    examples = [json.loads(line) for line in (report.path / "examples.jsonl").open()]
+    assert len(examples) == 12 and examples[0]["base"]["scores"].keys() == examples[0][
+        "candidate"]["scores"].keys()
+    page = (report.path / "report.html").read_text()
+    assert "PROMOTABLE" in page and "worst regressions first" in page
+    story = rows.trace(prepared, examples[0]["row_id"])["steps"]
+    assert story[-1]["stage"] == "evaluate" and story[-1]["reason_code"] == "eval_scored"
+
+
+def test_a_worse_candidate_is_refused_with_exit_3_and_its_report_kept(prepared):
+    broken = train(prepared, recipe="full", overrides=["learning_rate=0.5", "max_steps=4",
+                                                       "warmup_steps=0", "max_grad_norm=null"])
+    assert broken.status == "succeeded", broken.error
+    result = evaluate(prepared, pack="fast", overrides=FAST)
+    out = result.to_dict()
+    assert (out["status"], result.exit_code) == ("blocked", 3)
+    assert out["error"]["code"] == "eval_not_promotable"
+    assert out["promotable"] is False and "beats_base_on_loss" in out["required_failed"]
+    assert out["comparison"]["eval_loss"]["improved"] is False
+    report = artifacts.get(prepared, out["outputs"]["eval_report"]["id"])
+    assert "NOT PROMOTABLE" in (report.path / "report.html").read_text()
+    assert "eval_gate_failed" in codes(result) and "stage_blocked" in codes(result)
+
+
+def test_simulated_and_unknown_candidates_are_refused(prepared):
+    simulated = train(prepared, backend="simulate", overrides=["max_steps=5"])
+    result = evaluate(prepared, pack="fast")
+    assert (result.status, result.exit_code) == ("failed", 2)
+    assert result.error["code"] == "eval_candidate_simulated"
+    with pytest.raises(Exception) as caught:
+        evaluate(prepared, candidate="run-doesnotexist")
+    assert getattr(caught.value, "code", None) == "run_not_found"
+    assert simulated.status == "succeeded"
