@@ -76,3 +76,19 @@ def test_accelerate_launcher_is_refused_on_cpu(prepared, tmp_path, monkeypatch):
         out = json.loads(invoke("train", "-p", "clitrain", "--accelerate-config", path,
                                 "--json", code=2).stdout)
         assert out["error"]["code"] == "train_launcher_unsupported"
+
+
+def test_evaluate_json_and_table(prepared):
+    from brewslm.stages.train import train
+
+    assert train(prepared, overrides=["max_steps=20", "learning_rate=3e-3"]).status == "succeeded"
+    out = json.loads(invoke("evaluate", "-p", "clitrain", "--pack", "fast", "--set", "limit=4",
+                            "--set", "generation.max_new_tokens=8", "--json").stdout)
+    assert out["stage"] == "evaluate" and out["status"] == "succeeded" and out["rows"] == 4
+    assert {"promotable", "gates", "metrics", "comparison", "report_html"} <= set(out)
+    text = invoke("evaluate", "-p", "clitrain", "--pack", "fast", "--set", "limit=4",
+                  "--set", "generation.max_new_tokens=8").stdout
+    assert "PROMOTABLE" in text and "beats_base_on_loss" in text
+    bad = json.loads(invoke("evaluate", "-p", "clitrain", "--pack", "nightly", "--json",
+                            code=2).stdout)
+    assert bad["error"]["code"] == "eval_pack_invalid"

@@ -37,7 +37,10 @@ def load_model(path: str | Path, *, adapter: str | Path | None = None) -> tuple[
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        from brewslm.train.engine import quiet_deprecations
+
+        with quiet_deprecations():
+            model = PeftModel.from_pretrained(model, str(adapter))
     return model.eval(), tokenizer
 
 

@@ -103,7 +103,7 @@ class StopRequest:
 def fit(spec: FitSpec, *, sink: Sink | None = None, stop: StopRequest | None = None) -> FitOutcome:
     """Train per spec; on CUDA out-of-memory retry once with a halved micro-batch."""
     try:
-        with _quiet_deprecations():
+        with quiet_deprecations():
             return _fit_once(spec, sink, stop)
     except Exception as exc:
         if not (spec.retry_oom and spec.device == "cuda" and is_out_of_memory(exc)):
@@ -121,7 +121,7 @@ def fit(spec: FitSpec, *, sink: Sink | None = None, stop: StopRequest | None = N
 
 
 @contextmanager
-def _quiet_deprecations() -> Iterator[None]:
+def quiet_deprecations() -> Iterator[None]:
     # peft 0.21 calls transformers 5's deprecated is_gradient_checkpointing on every model it
     # wraps: a warning for their maintainers, not for someone training a model.
     with warnings.catch_warnings():
