@@ -8,7 +8,8 @@ matched, a health report), prepare (loss-masked tokens, a leak-free split, the m
 token-length histogram), re-ingest (reused: same content), preflight (GO with the memory
 estimate; and the same job planned for a 900 MB machine: BLOCK with a plan that fits), train
 (LoRA on the pretrained builtin:tiny: the loss curve, eval loss falling, preflight's estimate
-against the measured peak), the ledger's accounting, a rejected row's story, and the timeline.
+against the measured peak), evaluate (base vs candidate, gates, the HTML report), the ledger's
+accounting, a rejected row's story, and the timeline.
 Each later stage issue extends this file with its stage.
 
 The first run pretrains builtin:tiny (~3 min on 2 cores, cached) and trains the shipped lora
@@ -132,7 +133,29 @@ def _model_stages(info: project.ProjectInfo, say, overrides: list[str]) -> dict[
         f"{console.human_bytes(memory.get('estimated_peak_bytes'))}, measured "
         f"{console.human_bytes(memory.get('measured_peak_bytes'))}\n  charts: "
         f"{out['plot_files'][0]}")
+    say(Rule("09 evaluate"))
+    results["evaluate"] = _evaluate(info, say)
     return results
+
+
+def _evaluate(info: project.ProjectInfo, say) -> StageResult:
+    """The default pack, sliced by the answer's category; a refusal is shown, not raised."""
+    from brewslm.stages.evaluate import evaluate
+
+    result = evaluate(info, overrides=["slice_by=json.category"])
+    say(f"{result.stage} {result.run_id}: {result.status}")
+    if "comparison" not in result.result:
+        raise BrewError(result.error["code"], f"demo stopped: {result.error['message']}")
+    out = result.result
+    for name in ("exact_match", "json_match", "json_valid", "eval_loss"):
+        m = out["comparison"].get(name)
+        if m:
+            say(f"  {name:<12} base {m['base']:.4f}  candidate {m['candidate']:.4f}")
+    say("  gates: " + ", ".join(f"{g['id']} {'pass' if g['passed'] else 'FAIL'}"
+                                for g in out["gates"]))
+    say(f"  {'PROMOTABLE' if out['promotable'] else 'NOT PROMOTABLE'}; report "
+        f"{out['report_html']}")
+    return result
 
 
 def _check(result: StageResult, say) -> StageResult:

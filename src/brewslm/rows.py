@@ -20,11 +20,13 @@ from brewslm.project import ProjectInfo
 
 
 def _ledger_runs(project: ProjectInfo) -> list[tuple[dict[str, Any], Path]]:
-    """Succeeded runs that wrote a ledger, oldest first, with their file."""
+    """Runs that committed a ledger, oldest first, with their file: succeeded runs, and runs
+    a gate refused after their outputs were kept (an evaluation that was not promotable)."""
     out = []
     for run in query.runs(project):
         path = ledger_path(project.dir, run["stage"], run["run_id"])
-        if run["status"] == "succeeded" and run["ledger"] is not None and path.exists():
+        committed = run["status"] in ("succeeded", "blocked") and run["ledger"] is not None
+        if committed and path.exists():
             out.append((run, path))
     return out
 

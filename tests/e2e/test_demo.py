@@ -14,6 +14,10 @@ pytestmark = pytest.mark.store
 BREWSLM = str(Path(sys.executable).with_name("brewslm"))
 
 
+def splits_eval(runs):
+    return runs["prepare"]["splits"]["eval"]
+
+
 def test_demo_runs_what_exists_of_the_lifecycle():
     proc = subprocess.run([BREWSLM, "demo", "--set", "max_steps=10", "--json"],
                           capture_output=True, text=True, env=os.environ.copy(), timeout=300)
@@ -25,7 +29,11 @@ def test_demo_runs_what_exists_of_the_lifecycle():
         "ingest": "succeeded", "introspect": "succeeded", "map_dry_run": "succeeded",
         "map": "succeeded", "clean": "succeeded", "prepare": "succeeded",
         "ingest_again": "reused", "preflight": "succeeded",
-        "preflight_small_machine": "blocked", "train": "succeeded"}
+        "preflight_small_machine": "blocked", "train": "succeeded",
+        "evaluate": runs["evaluate"]["status"]}
+    assert runs["evaluate"]["status"] in ("succeeded", "blocked")  # 10 steps decide nothing
+    assert runs["evaluate"]["rows"] == splits_eval(runs)
+    assert runs["evaluate"]["candidate_run"] == runs["train"]["run_id"]
     assert runs["preflight"]["verdict"] == "GO"
     small = runs["preflight_small_machine"]
     assert small["verdict"] == "BLOCK" and small["plan"]["fits"]
@@ -40,7 +48,7 @@ def test_demo_runs_what_exists_of_the_lifecycle():
     assert splits["train"] + splits["eval"] == 386 and splits["eval"] > 0
     assert len(runs["prepare"]["manifest_hash"]) == 64
     assert [s["stage"] for s in out["ledger"]["stages"]] == ["ingest", "map", "clean",
-                                                              "prepare"]
+                                                              "prepare", "evaluate"]
     assert not out["ledger"]["flagged"]
     assert [(s["stage"], s["outcome"]) for s in out["trace"]["steps"]] == [
         ("ingest", "kept"), ("map", "dropped")]
