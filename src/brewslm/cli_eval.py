@@ -1,7 +1,7 @@
 """CLI command for stage 09, evaluate; registered by cli.py.
 
     brewslm evaluate -p NAME [--pack default|strict|fast|FILE] [--set KEY=VALUE]...
-                     [--candidate RUN_ID|MODEL_ID] [--json]
+                     [--candidate RUN_ID|MODEL_ID] [--gold FILE.jsonl] [--json]
 
 Prints the metrics of base and candidate with their deltas, every gate's verdict with its
 evidence, where the candidate fails (clusters), the decision and the HTML report's path. Not
@@ -35,6 +35,9 @@ def register(app: typer.Typer) -> None:
                      candidate: Annotated[str | None, typer.Option(
                          "--candidate", help="A training run id or a model id (default: the "
                          "latest trained model).")] = None,
+                     gold: Annotated[str | None, typer.Option(
+                         "--gold", help="A locked gold set (JSONL of messages or prompt / "
+                         "reference rows) evaluated beside the eval split.")] = None,
                      json_out: JsonOpt = False) -> None:
         """09 evaluate: base vs candidate on the eval split; gates decide (exit 3 if not
         promotable)."""
@@ -42,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
         with progress.rich_bars(enabled=not json_out):
             result = evaluate(project.get(project_name), pack=pack, overrides=set_ or [],
-                              candidate=candidate)
+                              candidate=candidate, gold=gold)
         if not json_out and result.result.get("gates") is not None:
             print_evaluation(result.result)
         finish_stage(result, json_out)
@@ -60,6 +63,13 @@ def print_evaluation(res: dict[str, Any]) -> None:
         (g["id"], "required" if g["required"] else "advisory",
          "[green]pass[/]" if g["passed"] else "[red]FAIL[/]", g["evidence"])
         for g in res["gates"]]))
+    if res.get("gold"):
+        gold = res["gold"]
+        console.out.print(console.table(
+            f"gold set ({gold['rows']} rows, sha256 {gold['sha256'][:12]}…)",
+            ["metric", "base", "candidate", "delta"],
+            [(name, _n(m["base"]), _n(m["candidate"]), _n(m["delta"]))
+             for name, m in gold["comparison"].items()]))
     clusters = res.get("failure_clusters") or []
     if clusters:
         console.out.print(console.table(

@@ -46,6 +46,8 @@ def test_user_pack_and_overrides(tmp_path):
     ("slice_by: category\n", "slice_by"),
     ("generation: {max_new_tokens: 0}\n", "generation.max_new_tokens"),
     ("generation: {beams: 4}\n", "generation.beams"),
+    ("gold_sha256: 0000\n", "gold_sha256"),
+    ("gates:\n  - {id: g, metric: exact_match, gte: 1, split: train}\n", "split"),
 ])
 def test_malformed_packs_are_refused(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"

@@ -88,3 +88,52 @@ def test_simulated_and_unknown_candidates_are_refused(prepared):
         evaluate(prepared, candidate="run-doesnotexist")
     assert getattr(caught.value, "code", None) == "run_not_found"
     assert simulated.status == "succeeded"
+
+
+def test_a_locked_gold_set_is_evaluated_pinned_and_checked_for_leaks(prepared, tmp_path):
+    import pyarrow.parquet as pq
+
+    assert train(prepared, overrides=["max_steps=10"]).status == "succeeded"
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(
+        json.dumps({"prompt": "Classify the support ticket. Answer with JSON. My card was "
+                    "charged twice.", "reference": '{"category": "billing", "priority": '
+                    '"high"}'}) + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "Reset my password please"},
+                                   {"role": "assistant", "content": '{"category": "account", '
+                                    '"priority": "low"}'}]}) + "\n")
+    pack = tmp_path / "gold_pack.yaml"
+    pack.write_text("name: gold\nmetrics: [exact_match, json_valid]\nloss: true\n"
+                    "gates:\n  - {id: gold_loss, metric: eval_loss, split: gold, lte: 100.0, "
+                    "required: true}\n")
+    out = evaluate(prepared, pack=str(pack), overrides=FAST, gold=str(gold)).to_dict()
+    assert out["status"] == "succeeded", out.get("error")
+    assert out["gold"]["rows"] == 2 and out["gold"]["rows_in_train"] == 0
+    assert len(out["gold"]["sha256"]) == 64
+    assert out["gates"][0]["split"] == "gold" and out["gates"][0]["passed"]
+    assert set(out["gold"]["metrics"]["candidate"]) >= {"exact_match", "eval_loss"}
+    assert out["counts"] == {"in": 12, "out": 12, "rejected": 0}  # gold rows: not in the ledger
+
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(pack.read_text() + f"gold_sha256: '{'ab' * 32}'\n")
+    refused = evaluate(prepared, pack=str(pinned), overrides=FAST, gold=str(gold))
+    assert (refused.exit_code, refused.error["code"]) == (2, "eval_gold_changed")
+
+    # a gold row whose prompt is a train row's prompt is reported as a leak
+    manifest = artifacts.get(prepared, out["outputs"]["eval_report"]["meta"]["candidate_id"])
+    run_manifest = json.loads((manifest.path / "run_manifest.json").read_text())
+    train_file = artifacts.get(prepared, run_manifest["manifest_id"]).path / "train.parquet"
+    first = pq.read_table(train_file).slice(0, 1).to_pylist()[0]
+    from transformers import AutoTokenizer
+
+    from brewslm.train.data import prompt_and_answer
+
+    tokenizer = AutoTokenizer.from_pretrained(manifest.path)
+    prompt_ids, _ = prompt_and_answer(first)
+    text = tokenizer.decode(prompt_ids)
+    user = text.split("<|im_start|>user\n", 1)[1].split("<|im_end|>", 1)[0]
+    leaky = tmp_path / "leaky.jsonl"
+    leaky.write_text(json.dumps({"prompt": user, "reference": "x"}) + "\n")
+    leaked = evaluate(prepared, pack=str(pack), overrides=FAST, gold=str(leaky))
+    assert leaked.result["gold"]["rows_in_train"] == 1
+    assert "eval_gold_in_train" in codes(leaked)

@@ -11,8 +11,10 @@ replaces the default's whole). A gate is {id, metric, required} and exactly one 
   relative: X                  the candidate beats the base by at least X (and by more than
                                nothing), in the metric's better direction
   max_slice_regression: Y      no slice of the split loses more than Y against the base
-Gate metrics are the pack's metrics, plus eval_loss and perplexity when `loss` is on. Anything
-else is refused with InputError("eval_pack_invalid") naming the key.
+A gate judges the eval split, or with `split: gold` the user's locked gold set (`--gold FILE`;
+`gold_sha256` in a pack pins which file). Gate metrics are the pack's metrics, plus eval_loss and
+perplexity when `loss` is on. Anything else is refused with InputError("eval_pack_invalid")
+naming the key.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ PACKAGED = ("default", "strict", "fast")
 LOSS_METRICS = {"eval_loss": False, "perplexity": False}  # name -> higher_is_better
 GATE_TESTS = ("gte", "lte", "relative", "max_slice_regression")
 TOP_KEYS = {"name", "version", "metrics", "metric_plugins", "loss", "slice_by", "limit",
-            "generation", "gates", "description"}
+            "generation", "gates", "description", "gold_sha256"}
+GATE_SPLITS = ("eval", "gold")
 GENERATION_KEYS = {"max_new_tokens": int, "batch_size": int, "greedy": bool,
                    "temperature": (int, float), "top_p": (int, float), "seed": int}
 
@@ -81,6 +84,11 @@ def validate(pack: dict[str, Any]) -> dict[str, Any]:
                                      and "." in slice_by):
         _refuse(f"Pack key 'slice_by' must be meta.KEY or json.KEY, got {slice_by!r}.",
                 key="slice_by")
+    pinned = pack.get("gold_sha256")
+    if pinned is not None and not (isinstance(pinned, str) and len(pinned) == 64
+                                   and all(c in "0123456789abcdef" for c in pinned)):
+        _refuse("Pack key 'gold_sha256' must be the 64 hex digits of a sha256 (quote it), or "
+                f"null; got {pinned!r}.", key="gold_sha256")
     names = {metric_name(m) for m in pack["metrics"]}
     if pack.get("loss"):
         names |= set(LOSS_METRICS)
@@ -117,9 +125,12 @@ def _check_gate(gate: Any, index: int, names: set[str]) -> None:
     if len(tests) != 1:
         _refuse(f"{where} ({gate['id']}) must have exactly one of {', '.join(GATE_TESTS)}; "
                 f"it has {tests or 'none'}.", key=where)
-    extra = sorted(set(gate) - {"id", "metric", "required", *GATE_TESTS})
+    extra = sorted(map(str, set(gate) - {"id", "metric", "required", "split", *GATE_TESTS}))
     if extra:
         _refuse(f"{where} ({gate['id']}): unknown key {extra[0]!r}.", key=f"{where}.{extra[0]}")
+    if gate.get("split", "eval") not in GATE_SPLITS:
+        _refuse(f"{where} ({gate['id']}): split must be eval or gold, got {gate['split']!r}.",
+                key=f"{where}.split")
     value = gate[tests[0]]
     if isinstance(value, bool) or not isinstance(value, int | float):
         _refuse(f"{where} ({gate['id']}): {tests[0]} must be a number.", key=where)

@@ -37,12 +37,15 @@ SIDES = ("base", "candidate")
 
 
 def evaluate(project: ProjectInfo, *, pack: str = "default", overrides: list[str] | tuple = (),
-             candidate: str | None = None, parent_run_id: str | None = None) -> StageResult:
-    """Run stage 09 on the latest trained model (or `candidate`: a train run id or a model id)."""
+             candidate: str | None = None, gold: str | None = None,
+             parent_run_id: str | None = None) -> StageResult:
+    """Run stage 09 on the latest trained model (or `candidate`: a train run id or a model id),
+    with the user's locked gold set (a JSONL file) when `gold` is given."""
     effective = load_pack(pack, list(overrides))
     model_id = candidate_model(project, candidate)
     manifest_id = _manifest_of(project, model_id)
-    return run_stage(EvaluateStage(), project, params={"pack": effective},
+    params = {"pack": effective, "gold": _gold_param(gold)}
+    return run_stage(EvaluateStage(), project, params=params,
                      inputs={"manifest": manifest_id, "model": model_id},
                      parent_run_id=parent_run_id)
 
@@ -61,6 +64,18 @@ def candidate_model(project: ProjectInfo, candidate: str | None) -> str:
                              candidate=candidate)
         return model
     return latest_model(project, candidate)
+
+
+def _gold_param(gold: str | None) -> dict[str, str] | None:
+    """The gold file and its sha256 (part of the run's parameters: another file, another run)."""
+    if gold is None:
+        return None
+    from brewslm.evaluate.gold import file_sha256
+
+    path = Path(gold).expanduser().resolve()
+    if not path.is_file():
+        raise InputError("eval_gold_invalid", f"gold set {gold!r} is not a file", file=gold)
+    return {"path": str(path), "sha256": file_sha256(path)}
 
 
 def _manifest_of(project: ProjectInfo, model_id: str) -> str:
@@ -90,23 +105,44 @@ class EvaluateStage:
         doc = json.loads((model.path / "run_manifest.json").read_text(encoding="utf-8"))
         ctx.scratch["run_manifest"] = doc
         ctx.scratch["base"] = resolve_base_model(doc["base_model"]["ref"] or "builtin:tiny")
+        pinned, gold = pack.get("gold_sha256"), ctx.params.get("gold")
+        if pinned and (gold is None or gold["sha256"] != pinned):
+            given = gold["sha256"] if gold else None
+            what = f"--gold is {given[:12]}…" if given else "no --gold was given"
+            raise InputError("eval_gold_changed", f"the pack pins the gold set {pinned[:12]}…, "
+                             f"but {what}: a locked gold set must not change between "
+                             "evaluations.", pinned=pinned, given=given)
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         pack = ctx.params["pack"]
         rows = self._rows(ctx, pack)
-        examples = [{"row_id": r["row_id"], "slice": r.get("slice")} for r in rows]
-        losses: dict[str, dict[str, float]] = {}
+        gold = self._gold(ctx)
+        sets = {"eval": (rows, [{"row_id": r["row_id"], "slice": r.get("slice")} for r in rows])}
+        if gold is not None:
+            sets["gold"] = (gold.rows, [{"row_id": r["row_id"], "slice": None}
+                                        for r in gold.rows])
+        losses = {name: {} for name in sets}
         for side in SIDES:
-            losses[side] = self._run_side(ctx, side, rows, examples, pack)
-        aggregates = self._aggregates(ctx, examples, losses)
+            for name, loss in self._run_side(ctx, side, sets, pack).items():
+                losses[name][side] = loss
+        examples = sets["eval"][1]
+        aggregates = self._aggregates(ctx, examples, losses["eval"])
         slices = self._slices(ctx, examples)
         higher = {m.name: m.higher_is_better for m in ctx.scratch["metrics"]} | LOSS_METRICS
-        decision = gates_mod.decide(pack.get("gates") or [], base=aggregates["base"],
-                                    candidate=aggregates["candidate"], slices=slices,
-                                    higher_is_better=higher)
+        gold_aggregates = (self._aggregates(ctx, sets["gold"][1], losses["gold"]) if gold
+                           else {side: {} for side in SIDES})
+        decision = self._decide(pack, aggregates, gold_aggregates, slices, higher)
         result = self._result(ctx, pack, rows, aggregates, slices, higher, decision, examples)
+        if gold is not None:
+            result["gold"] = {"path": gold.path, "sha256": gold.sha256, "rows": len(gold.rows),
+                              "rows_in_train": len(gold.leaked),
+                              "metrics": gold_aggregates,
+                              "comparison": _comparison(gold_aggregates, higher)}
+            examples_gold = sets["gold"][1]
+        else:
+            examples_gold = []
         self._ledger(ctx, examples)
-        self._publish(ctx, result, examples)
+        self._publish(ctx, result, examples, examples_gold)
         self._emit_decision(ctx, decision)
         if not decision["promotable"]:
             ctx.refuse_after_outputs(BlockedError(
@@ -144,12 +180,44 @@ class EvaluateStage:
 
     # --- one model -------------------------------------------------------------------------
 
-    def _run_side(self, ctx: StageContext, side: str, rows: list[dict[str, Any]],
-                  examples: list[dict[str, Any]], pack: dict[str, Any]) -> dict[str, float]:
-        from brewslm.evaluate.generate import eval_loss, generate, load_model
-        from brewslm.evaluate.metrics import Example
+    def _gold(self, ctx: StageContext) -> Any:
+        gold = ctx.params.get("gold")
+        if gold is None:
+            return None
+        from brewslm.evaluate.gold import load_gold
+        from brewslm.train.data import load_split, prompt_and_answer
+
+        manifest = json.loads((ctx.inputs["manifest"].path / "manifest.json").read_text())
+        train = load_split(ctx.inputs["manifest"].path, "train").rows
+        found = load_gold(gold["path"], _tokenizer(ctx.scratch["base"].path),
+                          chat_template=(manifest.get("policies") or {}).get("chat_template"),
+                          train_prompts={tuple(prompt_and_answer(r)[0]) for r in train})
+        if found.sha256 != gold["sha256"]:
+            raise InputError("eval_gold_changed", f"{gold['path']} changed while the run "
+                             "started", file=gold["path"])
+        if found.leaked:
+            ctx.emit("eval_gold_in_train", f"{len(found.leaked)} of {len(found.rows)} gold rows "
+                     "have a prompt that is also in the train split: they measure memory, not "
+                     "generalisation", severity="warning", rows=found.leaked[:20])
+        return found
+
+    def _run_side(self, ctx: StageContext, side: str, sets: dict[str, Any],
+                  pack: dict[str, Any]) -> dict[str, dict[str, float]]:
+        from brewslm.evaluate.generate import load_model
 
         model, tokenizer = self._load(ctx, side, load_model)
+        losses = {name: self._answer(ctx, side, model, tokenizer, rows, examples, pack)
+                  for name, (rows, examples) in sets.items()}
+        del model
+        gc.collect()
+        return losses
+
+    def _answer(self, ctx: StageContext, side: str, model: Any, tokenizer: Any,
+                rows: list[dict[str, Any]], examples: list[dict[str, Any]],
+                pack: dict[str, Any]) -> dict[str, float]:
+        from brewslm.evaluate.generate import eval_loss, generate
+        from brewslm.evaluate.metrics import Example
+
         gen = pack.get("generation") or {}
         answers = generate(model, tokenizer, rows, max_new_tokens=gen.get("max_new_tokens", 64),
                            batch_size=gen.get("batch_size", 16), greedy=gen.get("greedy", True),
@@ -169,9 +237,22 @@ class EvaluateStage:
             ex[side] = {"prediction": answer["prediction"], "latency_s": answer["latency_s"],
                         "example": example,
                         "scores": {m.name: m.score(example) for m in ctx.scratch["metrics"]}}
-        del model
-        gc.collect()
         return loss
+
+    def _decide(self, pack: dict[str, Any], aggregates: dict[str, Any],
+                gold_aggregates: dict[str, Any], slices: dict[str, Any],
+                higher: dict[str, bool]) -> dict[str, Any]:
+        """Gates on the eval split, and `split: gold` gates on the gold set, in pack order."""
+        verdicts = []
+        for gate in pack.get("gates") or []:
+            on_gold = gate.get("split") == "gold"
+            source = gold_aggregates if on_gold else aggregates
+            verdict = gates_mod.judge(gate, source["base"], source["candidate"],
+                                      {} if on_gold else slices, higher[gate["metric"]])
+            verdicts.append({**verdict, "split": "gold" if on_gold else "eval"})
+        required = [v for v in verdicts if v["required"]]
+        return {"promotable": all(v["passed"] for v in required), "gates": verdicts,
+                "required_failed": [v["id"] for v in required if not v["passed"]]}
 
     def _load(self, ctx: StageContext, side: str, load_model: Any) -> tuple[Any, Any]:
         base = ctx.scratch["base"].path
@@ -214,14 +295,7 @@ class EvaluateStage:
                 aggregates: dict[str, Any], slices: dict[str, Any], higher: dict[str, bool],
                 decision: dict[str, Any], examples: list[dict[str, Any]]) -> dict[str, Any]:
         primary = metric_name(pack["metrics"][0])
-        comparison = {}
-        for name in aggregates["candidate"]:
-            base, cand = aggregates["base"].get(name), aggregates["candidate"].get(name)
-            gain = gates_mod.improvement(cand, base, higher.get(name, True))
-            comparison[name] = {"base": base, "candidate": cand,
-                                "delta": _round(cand - base) if None not in (cand, base)
-                                else None, "higher_is_better": higher.get(name, True),
-                                "improved": None if gain is None or gain == 0 else gain > 0}
+        comparison = _comparison(aggregates, higher)
         doc = ctx.scratch["run_manifest"]
         return {"promotable": decision["promotable"], "gates": decision["gates"],
                 "required_failed": decision["required_failed"],
@@ -242,14 +316,16 @@ class EvaluateStage:
                 **{side: {"prediction": ex[side]["prediction"], "scores": ex[side]["scores"]}
                    for side in SIDES}})
 
-    def _publish(self, ctx: StageContext, result: dict[str, Any],
-                 examples: list[dict[str, Any]]) -> None:
+    def _publish(self, ctx: StageContext, result: dict[str, Any], examples: list[dict[str, Any]],
+                 examples_gold: list[dict[str, Any]]) -> None:
         flat = _flat(examples)
+        flat_gold = [{**ex, "split": "gold"} for ex in _flat(examples_gold)]
         builder = ctx.new_artifact("eval_report")
         (builder.dir / "report.json").write_text(json.dumps(result, indent=2, sort_keys=True),
                                                  encoding="utf-8")
         (builder.dir / "examples.jsonl").write_text(
-            "".join(json.dumps(ex, sort_keys=True) + "\n" for ex in flat), encoding="utf-8")
+            "".join(json.dumps(ex, sort_keys=True) + "\n" for ex in flat + flat_gold),
+            encoding="utf-8")
         report.write_html({**result, "run_id": ctx.run_id}, flat, builder.dir / "report.html")
         art = ctx.publish("eval_report", builder, {"promotable": result["promotable"],
                                                    "candidate_id": result["candidate_id"],
@@ -270,6 +346,18 @@ class EvaluateStage:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+def _comparison(aggregates: dict[str, Any], higher: dict[str, bool]) -> dict[str, Any]:
+    out = {}
+    for name in aggregates["candidate"]:
+        base, cand = aggregates["base"].get(name), aggregates["candidate"].get(name)
+        gain = gates_mod.improvement(cand, base, higher.get(name, True))
+        out[name] = {"base": base, "candidate": cand,
+                     "delta": _round(cand - base) if None not in (cand, base) else None,
+                     "higher_is_better": higher.get(name, True),
+                     "improved": None if gain is None or gain == 0 else gain > 0}
+    return out
+
 
 def slice_of(slice_by: str, reference: str, meta: dict[str, Any]) -> str | None:
     """The row's slice: a meta field, or a key of the reference's JSON answer."""
