@@ -1,5 +1,5 @@
 """The engine's pieces without a full training run: the CUDA out-of-memory retry, checkpoint
-discovery and tags, the token-counting collator, and the Trainer arguments a recipe becomes."""
+discovery and tags, and the Trainer arguments a recipe becomes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from brewslm.errors import InputError
 from brewslm.train import engine
 from brewslm.train.engine import (
     CHECKPOINT_TAG,
-    CountingCollator,
     FitOutcome,
     FitSpec,
     check_checkpoint,
@@ -89,15 +88,6 @@ def test_resume_refuses_a_checkpoint_of_other_data(tmp_path):
     assert caught.value.details["key"] == "manifest_hash"
 
 
-def test_counting_collator_counts_real_tokens_only():
-    collate = CountingCollator(pad_id=0)
-    batch = collate([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
-                     {"input_ids": [8], "labels": [8]}])
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert collate.tokens == 4
-
-
 def test_recipe_becomes_trainer_arguments(tmp_path):
     args = training_arguments(spec(tmp_path, max_steps=7, eval_every=3, save_every=5,
                                    grad_accumulation=2, gradient_checkpointing="true"), 100)
@@ -105,4 +95,5 @@ def test_recipe_becomes_trainer_arguments(tmp_path):
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (16, 2)
     assert args.learning_rate == 1e-3 and args.seed == 0 and args.use_cpu
     assert args.report_to == [] and args.activation_checkpointing is True
+    assert args.include_num_input_tokens_seen == "non_padding"  # eval batches not counted
     assert args.output_dir == str(tmp_path / "checkpoints")

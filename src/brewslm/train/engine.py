@@ -9,7 +9,8 @@ of a torchrun / accelerate launch.
     outcome.steps, outcome.final_loss, outcome.model_dir, outcome.stopped
 
 What it adds to a hand-written Trainer script, and nothing else: the labels prepare already
-masked (no re-tokenizing), a token counter in the collator (tokens/s), checkpoints tagged with
+masked (no re-tokenizing), tokens/s from the Trainer's own count of real training tokens (eval
+batches excluded, summed over ranks), checkpoints tagged with
 the manifest and recipe hashes (a resume refuses a checkpoint of other data), a wall-clock
 budget, cancellation that saves a checkpoint first, early stopping on eval loss, and a
 deterministic seed. The Trainer does the rest: optimizer, schedule, accumulation, clipping,
@@ -70,7 +71,7 @@ class FitOutcome:
     epochs: float
     final_loss: float | None  # mean training loss of the last logging window
     eval_losses: list[tuple[int, float]]
-    tokens: int  # non-padding tokens this process trained on (all ranks: x world_size)
+    tokens: int  # non-padding tokens trained on in this session, all ranks together
     seconds: float
     tokens_per_second: float | None
     world_size: int
@@ -169,9 +170,11 @@ def _fit_once(spec: FitSpec, sink: Sink | None, stop: StopRequest | None) -> Fit
         check_checkpoint(spec, Path(spec.resume_from))
     model = build_model(spec)
     train_set, eval_set = load_data(spec)
-    collator = CountingCollator(_pad_id(spec.base_model))
+    from brewslm.train.data import PadCollator
+
+    collator = PadCollator(_pad_id(spec.base_model))
     stop = stop or StopRequest()
-    trace = TraceCallback(collator, sink)
+    trace = TraceCallback(sink)
     callbacks = [trace, CheckpointTagger(spec), StopCallback(spec, stop, trace)]
     args = training_arguments(spec, len(train_set))
     trainer = Trainer(model=model, args=args, data_collator=collator, train_dataset=train_set,
@@ -194,8 +197,8 @@ def _fit_once(spec: FitSpec, sink: Sink | None, stop: StopRequest | None) -> Fit
     return FitOutcome(
         steps=state.global_step, max_steps=state.max_steps, epochs=round(state.epoch or 0, 4),
         final_loss=trace.last_loss, eval_losses=trace.eval_losses,
-        tokens=trace.tokens_total * world, seconds=round(seconds, 3),
-        tokens_per_second=trace.tokens_per_second(world), world_size=world,
+        tokens=trace.tokens_total, seconds=round(seconds, 3),
+        tokens_per_second=trace.tokens_per_second(), world_size=world,
         model_dir=model_dir, last_checkpoint=latest_checkpoint(Path(spec.work_dir)),
         stopped=stop.reason, peak_memory_bytes=_peak_memory(spec.device),
         trainable_parameters=trainable, total_parameters=total, log=trace.records)
@@ -230,6 +233,8 @@ def training_arguments(spec: FitSpec, train_rows: int) -> Any:
         ddp_backend="gloo" if spec.device == "cpu" and _distributed() else None,
         ddp_find_unused_parameters=False,
         remove_unused_columns=False, report_to="none", disable_tqdm=True,
+        # Real (non-padding) training tokens, summed over ranks: eval batches are not counted.
+        include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0, save_only_model=False,
     )
 
@@ -355,60 +360,47 @@ def check_checkpoint(spec: FitSpec, checkpoint: Path) -> None:
 
 # --- callbacks ---------------------------------------------------------------------------------
 
-class CountingCollator:
-    """PadCollator that also counts the real (non-padding) tokens it has batched."""
-
-    def __init__(self, pad_id: int) -> None:
-        from brewslm.train.data import PadCollator
-
-        self.pad = PadCollator(pad_id)
-        self.tokens = 0
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = self.pad(rows)
-        self.tokens += int(batch["attention_mask"].sum())
-        return batch
-
-
 class TraceCallback(TrainerCallback):
     """Turns the Trainer's log lines into trace records: step, epoch, loss, learning_rate,
     grad_norm, tokens_per_second; eval_loss at each evaluation."""
 
-    def __init__(self, collator: CountingCollator, sink: Sink | None) -> None:
-        self.collator, self.sink = collator, sink
+    def __init__(self, sink: Sink | None) -> None:
+        self.sink = sink
         self.records: list[dict[str, Any]] = []
         self.eval_losses: list[tuple[int, float]] = []
         self.last_loss: float | None = None
-        self.tokens_total = 0
+        self.tokens_total = 0  # trained this session (a resumed run starts from its checkpoint)
+        self._first_tokens = 0
         self._window_start: tuple[float, int] | None = None
         self._train_seconds = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._window_start = (time.monotonic(), self.collator.tokens)
+        self._first_tokens = state.num_input_tokens_seen
+        self._window_start = (time.monotonic(), state.num_input_tokens_seen)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
         record: dict[str, Any] = {"step": state.global_step,
                                   "epoch": round(state.epoch or 0.0, 4)}
         if "loss" in logs:
-            now, tokens = time.monotonic(), self.collator.tokens
+            now, tokens = time.monotonic(), state.num_input_tokens_seen
             start_time, start_tokens = self._window_start or (now, tokens)
             elapsed, window_tokens = now - start_time, tokens - start_tokens
             self._window_start = (now, tokens)
             self._train_seconds += elapsed
-            self.tokens_total = tokens
+            self.tokens_total = tokens - self._first_tokens
             self.last_loss = float(logs["loss"])
             record.update(loss=self.last_loss, learning_rate=float(logs.get("learning_rate", 0)),
-                          tokens=window_tokens * args.world_size)
+                          tokens=window_tokens)
             if "grad_norm" in logs and logs["grad_norm"] is not None:
                 record["grad_norm"] = float(logs["grad_norm"])
             if elapsed > 0:
-                record["tokens_per_second"] = round(window_tokens * args.world_size / elapsed, 1)
+                record["tokens_per_second"] = round(window_tokens / elapsed, 1)
         elif "eval_loss" in logs:
             record["eval_loss"] = float(logs["eval_loss"])
             self.eval_losses.append((state.global_step, record["eval_loss"]))
             # Evaluation time is not training throughput: restart the window after it.
-            self._window_start = (time.monotonic(), self.collator.tokens)
+            self._window_start = (time.monotonic(), state.num_input_tokens_seen)
         else:
             return
         if state.is_world_process_zero:
@@ -417,12 +409,12 @@ class TraceCallback(TrainerCallback):
                 self.sink(record)
 
     def on_train_end(self, args, state, control, **kwargs):
-        self.tokens_total = self.collator.tokens
+        self.tokens_total = state.num_input_tokens_seen - self._first_tokens
 
-    def tokens_per_second(self, world: int) -> float | None:
+    def tokens_per_second(self) -> float | None:
         if self._train_seconds <= 0:
             return None
-        return round(self.tokens_total * world / self._train_seconds, 1)
+        return round(self.tokens_total / self._train_seconds, 1)
 
 
 class CheckpointTagger(TrainerCallback):
