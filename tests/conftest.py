@@ -9,6 +9,7 @@ wiped before each test.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -53,3 +54,43 @@ def _wipe(url: str) -> None:
         Base.metadata.drop_all(conn)
         conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
     eng.dispose()
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "src" / "brewslm" / "samples" / "tickets.jsonl"
+
+
+@pytest.fixture
+def prepare_sample():
+    """A factory: a project with builtin:tiny and the bundled ticket sample taken through
+    ingest, map, clean and prepare (347 train / 39 eval rows)."""
+    from brewslm import project
+    from brewslm.stages import data
+
+    def make(name: str):
+        info = project.create(name, base_model="builtin:tiny")
+        data.ingest(info, str(SAMPLE))
+        data.map_rows(info)
+        data.clean(info)
+        assert data.prepare(info).status == "succeeded"
+        return info
+
+    return make
+
+
+@pytest.fixture
+def prepare_small(tmp_path):
+    """A factory: a project with builtin:tiny and 40 generated instruction rows, prepared."""
+    from brewslm import project
+    from brewslm.stages import data
+
+    def make(name: str):
+        info = project.create(name, base_model="builtin:tiny")
+        src = tmp_path / f"{name}.jsonl"
+        src.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
+                               f'"response": "category {i % 3}"}}\n' for i in range(40)))
+        data.ingest(info, str(src))
+        data.map_rows(info)
+        assert data.prepare(info).status == "succeeded"
+        return info
+
+    return make

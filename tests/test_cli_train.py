@@ -8,24 +8,15 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from brewslm import project
 from brewslm.cli import app
-from brewslm.stages import data
 
 pytestmark = pytest.mark.store
 runner = CliRunner()
 
 
 @pytest.fixture
-def prepared(tmp_path):
-    info = project.create("clitrain", base_model="builtin:tiny")
-    src = tmp_path / "data.jsonl"
-    src.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
-                           f'"response": "category {i % 3}"}}\n' for i in range(40)))
-    data.ingest(info, str(src))
-    data.map_rows(info)
-    assert data.prepare(info).status == "succeeded"
-    return info
+def prepared(prepare_small):
+    return prepare_small("clitrain")
 
 
 def invoke(*args: str, code: int = 0):

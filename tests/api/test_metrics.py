@@ -5,23 +5,15 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from brewslm import project
 from brewslm.api.app import create_app
-from brewslm.stages import data
 from brewslm.stages.train import train
 
 pytestmark = pytest.mark.store
 
 
 @pytest.fixture
-def trained(tmp_path):
-    info = project.create("traced", base_model="builtin:tiny")
-    src = tmp_path / "data.jsonl"
-    src.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
-                           f'"response": "category {i % 3}"}}\n' for i in range(40)))
-    data.ingest(info, str(src))
-    data.map_rows(info)
-    assert data.prepare(info).status == "succeeded"
+def trained(prepare_small):
+    info = prepare_small("traced")
     result = train(info, backend="simulate", overrides=["max_steps=30", "eval_every=10"])
     assert result.status == "succeeded"
     return result.run_id

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from brewslm import project
-from brewslm.stages import data
 from brewslm.stages.train import train
 from brewslm.store import session
 from brewslm.store.models import StageRun
@@ -26,18 +24,12 @@ from brewslm.train.engine import CHECKPOINT_TAG
 # Not marked `store`: these exercise processes and training, not the database; running them
 # again against PostgreSQL would double the suite's longest minutes for no new coverage.
 
-SAMPLE = Path(__file__).resolve().parents[2] / "src" / "brewslm" / "samples" / "tickets.jsonl"
 SETS = ["max_steps=30", "save_every=5", "eval_every=15", "logging_every=5", "micro_batch=8"]
 
 
 @pytest.fixture
-def prepared():
-    info = project.create("proc", base_model="builtin:tiny")
-    data.ingest(info, str(SAMPLE))
-    data.map_rows(info)
-    data.clean(info)
-    assert data.prepare(info).status == "succeeded"
-    return info
+def prepared(prepare_sample):
+    return prepare_sample("proc")
 
 
 def cli(*args: str) -> list[str]:

@@ -5,29 +5,21 @@ report kept; a simulated model is refused."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from brewslm import artifacts, project, rows
-from brewslm.stages import data
+from brewslm import artifacts, rows
 from brewslm.stages.evaluate import evaluate
 from brewslm.stages.train import train
 
 pytestmark = pytest.mark.store
 
-SAMPLE = Path(__file__).resolve().parents[2] / "src" / "brewslm" / "samples" / "tickets.jsonl"
 FAST = ["limit=12", "generation.max_new_tokens=24"]
 
 
 @pytest.fixture
-def prepared():
-    info = project.create("judged", base_model="builtin:tiny")
-    data.ingest(info, str(SAMPLE))
-    data.map_rows(info)
-    data.clean(info)
-    assert data.prepare(info).status == "succeeded"
-    return info
+def prepared(prepare_sample):
+    return prepare_sample("judged")
 
 
 def codes(result) -> list[str]:

@@ -12,26 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from brewslm import artifacts, project
-from brewslm.stages import data
+from brewslm import artifacts
 from brewslm.stages.train import train
 from brewslm.train import metrics
 from brewslm.train.engine import CHECKPOINT_TAG
 
 pytestmark = pytest.mark.store
 
-SAMPLE = Path(__file__).resolve().parents[2] / "src" / "brewslm" / "samples" / "tickets.jsonl"
 QUICK = ["max_steps=12", "eval_every=4", "save_every=6", "logging_every=2"]
 
 
 @pytest.fixture
-def prepared(tmp_path):
-    info = project.create("trainee", base_model="builtin:tiny")
-    data.ingest(info, str(SAMPLE))
-    assert data.map_rows(info).status == "succeeded"
-    assert data.clean(info).status == "succeeded"
-    assert data.prepare(info).status == "succeeded"
-    return info
+def prepared(prepare_sample):
+    return prepare_sample("trainee")
 
 
 def codes(result) -> list[str]:
