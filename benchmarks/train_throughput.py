@@ -94,6 +94,8 @@ from typing import Any
 
 from harness import child_env, run_child
 
+from brewslm.train.hardware import cpu_model
+
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "brewslm" / "samples" / "tickets.jsonl"
 BARE = Path(__file__).resolve().with_name("bare_train.py")
 TARGET_RATIO = 0.97
@@ -144,7 +146,7 @@ def setup_child(projects: int) -> dict[str, Any]:
             "max_length": max(lengths)}
 
 
-def platform_child(name: str, steps: int, logging_every: int, eval_tokens: int) -> dict[str, Any]:
+def platform_child(name: str, steps: int, logging_every: int) -> dict[str, Any]:
     started = time.monotonic()
     import torch
 
@@ -269,8 +271,7 @@ def run_arm(arm: str, i: int, args: argparse.Namespace, setup: dict[str, Any],
     steps = ["--steps", str(args.steps)]
     if arm == "platform":
         return run_child(__file__, ["--child", "platform", "--project",
-                                    setup["projects"][i]["name"], "--eval-tokens",
-                                    str(setup["eval_tokens"]), "--logging-every",
+                                    setup["projects"][i]["name"], "--logging-every",
                                     str(args.logging_every), *steps], env)[0]
     extra = ["--final-eval-and-save", setup["eval_parquet"]] if arm == "bare_eval_save" else []
     return run_child(str(BARE), ["--model", setup["base_model"], "--data", setup["train_parquet"],
@@ -292,7 +293,6 @@ def main() -> None:
                         help="pretrain builtin:tiny for its full 500 steps (~3 min)")
     parser.add_argument("--child", choices=("setup", "platform", "peak"), help=argparse.SUPPRESS)
     parser.add_argument("--project", help=argparse.SUPPRESS)
-    parser.add_argument("--eval-tokens", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeats = 10, 1
@@ -300,8 +300,7 @@ def main() -> None:
         print(json.dumps(setup_child(args.repeats)))
         return
     if args.child == "platform":
-        print(json.dumps(platform_child(args.project, args.steps, args.logging_every,
-                                        args.eval_tokens)))
+        print(json.dumps(platform_child(args.project, args.steps, args.logging_every)))
         return
     if args.child == "peak":
         print(json.dumps(peak_child(5 if args.quick else 20)))
@@ -382,23 +381,13 @@ def main() -> None:
         "lora_params_match": trainable == {flops["lora_params"]},
         "peak_before": peak_before, "peak_after": peak_after,
         "torch_threads": sorted(threads), "omp_num_threads": args.threads or None,
-        "cpu_count": os.cpu_count(), "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(), "cpu": cpu_model(),
         "loadavg_start": load_start, "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         "data": {k: v for k, v in setup.items()
                  if k not in ("projects", "base_model", "train_parquet", "eval_parquet")},
         "manifest_id": setup["projects"][0]["manifest_id"],
         "pretrain_steps": 500 if args.full_pretrain else 10,
         "seconds": round(time.monotonic() - started, 1)}, indent=2))
-
-
-def _cpu_name() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 if __name__ == "__main__":

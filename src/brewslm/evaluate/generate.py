@@ -17,7 +17,6 @@ its batch's wall time divided by the batch size (what a batched server would see
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -117,6 +116,7 @@ def eval_loss(model: Any, rows: list[dict[str, Any]], *, pad_id: int,
                                                              ignore_index=-100,
                                                              reduction="sum"))
             tokens += int((labels != -100).sum())
+    from brewslm.evaluate.metrics import perplexity_from_loss
+
     mean = total / tokens if tokens else float("nan")
-    return {"eval_loss": round(mean, 6),
-            "perplexity": round(math.exp(mean), 4) if mean < 50 else float("inf")}
+    return {"eval_loss": round(mean, 6), "perplexity": round(perplexity_from_loss(mean), 4)}

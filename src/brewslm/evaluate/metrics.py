@@ -147,14 +147,12 @@ class Metric(Protocol):
 
 
 class BaseMetric:
-    """Convenience base: `aggregate` is the mean of the non-None scores."""
+    """Convenience base: `aggregate` is the mean of the non-None scores. A subclass sets
+    `name` and defines `score(example)` (the Metric protocol)."""
 
     name: str = ""
     higher_is_better: bool = True
     description: str = ""
-
-    def score(self, example: Example) -> float | None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
     def aggregate(self, examples: Sequence[Example],
                   scores: Sequence[float | None]) -> float | None:

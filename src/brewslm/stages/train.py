@@ -41,7 +41,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from brewslm import artifacts
 from brewslm.errors import BrewError, InputError
 from brewslm.project import ProjectInfo
 from brewslm.stages.base import StageContext
@@ -541,8 +540,10 @@ def library_versions() -> dict[str, str | None]:
 def hardware() -> dict[str, Any]:
     import psutil
 
+    from brewslm.train.hardware import cpu_model
+
     info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu": _cpu_model(), "cpus": len(os.sched_getaffinity(0)),
+                            "cpu": cpu_model(), "cpus": len(os.sched_getaffinity(0)),
                             "memory_bytes": psutil.virtual_memory().total, "cuda": None}
     try:
         import torch
@@ -555,16 +556,6 @@ def hardware() -> dict[str, Any]:
     except ImportError:
         pass
     return info
-
-
-def _cpu_model() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _weights_sha(folder: Path) -> str | None:
@@ -660,7 +651,3 @@ def latest_model(project: ProjectInfo, model: str | None = None) -> str:
     """The model artifact the user named, or the latest trained one."""
     return require_output(project, "train", "model", model, "model_missing",
                           "run `brewslm train -p NAME` first")
-
-
-def artifact_dir(project: ProjectInfo, model_id: str) -> Path:
-    return artifacts.get(project, model_id).path

@@ -172,7 +172,9 @@ def _fit_once(spec: FitSpec, sink: Sink | None, stop: StopRequest | None) -> Fit
     train_set, eval_set = load_data(spec)
     from brewslm.train.data import PadCollator
 
-    collator = PadCollator(_pad_id(spec.base_model))
+    tokenizer = _tokenizer(spec.base_model)
+    pad = tokenizer.pad_token_id
+    collator = PadCollator(pad if pad is not None else tokenizer.eos_token_id)
     stop = stop or StopRequest()
     trace = TraceCallback(sink)
     callbacks = [trace, CheckpointTagger(spec), StopCallback(spec, stop, trace)]
@@ -191,7 +193,7 @@ def _fit_once(spec: FitSpec, sink: Sink | None, stop: StopRequest | None) -> Fit
         model_dir = str(Path(spec.work_dir) / FINAL_DIR)
         trainer.save_model(model_dir)  # rank 0 only; the adapter alone for a peft model
         if trainer.is_world_process_zero():
-            _save_tokenizer(spec.base_model, model_dir)
+            tokenizer.save_pretrained(model_dir)
     world = args.world_size
     trainable, total = _parameter_counts(model)
     return FitOutcome(
@@ -296,18 +298,10 @@ def load_data(spec: FitSpec) -> tuple[Any, Any]:
     return train, evals
 
 
-def _pad_id(base_model: str) -> int:
+def _tokenizer(base_model: str) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    pad = tokenizer.pad_token_id
-    return pad if pad is not None else tokenizer.eos_token_id
-
-
-def _save_tokenizer(base_model: str, folder: str) -> None:
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(base_model).save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(base_model)
 
 
 def _parameter_counts(model: Any) -> tuple[int, int]:

@@ -58,3 +58,17 @@ def resolve_dtype(recipe: dict[str, Any], device: str) -> str:
     if device.startswith("cuda") and cuda_bf16_supported():
         return "bfloat16"
     return "float32"
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (/proc/cpuinfo), for run manifests and benchmark reports."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
