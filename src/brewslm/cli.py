@@ -15,7 +15,19 @@ from typing import Annotated
 
 import typer
 
-from brewslm import artifacts, cli_data, cli_eval, cli_train, console, progress, project, rows
+from brewslm import (
+    artifacts,
+    cli_data,
+    cli_deploy,
+    cli_eval,
+    cli_export,
+    cli_observe,
+    cli_train,
+    console,
+    progress,
+    project,
+    rows,
+)
 from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
 from brewslm.events import query, taxonomy, timeline
 from brewslm.stages.runner import recover_interrupted
@@ -306,6 +318,9 @@ def demo(train_set: Annotated[list[str] | None, typer.Option(
 cli_data.register(app)
 cli_train.register(app)
 cli_eval.register(app)
+cli_observe.register(app)
+cli_export.register(app)
+cli_deploy.register(app)
 
 
 def main() -> None:

@@ -172,6 +172,10 @@ def _add_routes(app: FastAPI) -> None:
         return Response(metrics.png(found["rows"], title=f"loss {run_id}"),
                         media_type="image/png")
 
+    from brewslm.api import observe
+
+    observe.add_routes(app, deps)
+
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:
         return {"codes": [c.to_dict() for c in taxonomy.codes().values()]}
