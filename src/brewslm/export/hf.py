@@ -35,25 +35,38 @@ def load_candidate(base_path: str | Path, model_dir: str | Path) -> Any:
     return PeftModel.from_pretrained(base, str(model_dir)).eval()
 
 
-def export_merged(base_path: str | Path, model_dir: str | Path, out_dir: str | Path) -> Path:
-    """The adapter merged into the base weights, saved as safetensors with the tokenizer."""
+DTYPES = ("f32", "f16", "bf16")
+
+
+def export_merged(base_path: str | Path, model_dir: str | Path, out_dir: str | Path, *,
+                  dtype: str = "f32", max_shard_size: str = "2GB",
+                  checksums: bool = True) -> Path:
+    """The adapter merged into the base weights (in fp32, then cast to `dtype`), saved as
+    safetensors with the tokenizer; sharded above `max_shard_size`, with an index."""
+    import torch
+
     out = Path(out_dir)
     model = load_candidate(base_path, model_dir)
     merged = model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-    merged.save_pretrained(out, safe_serialization=True)
+    torch_dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[dtype]
+    merged.to(torch_dtype).save_pretrained(out, safe_serialization=True,
+                                           max_shard_size=max_shard_size)
     _copy_tokenizer(Path(model_dir), out)
-    write_checksums(out)
+    if checksums:
+        write_checksums(out)
     return out
 
 
-def export_adapter(model_dir: str | Path, out_dir: str | Path) -> Path:
+def export_adapter(model_dir: str | Path, out_dir: str | Path, *,
+                   checksums: bool = True) -> Path:
     """The LoRA adapter alone (a few MB), with the tokenizer, for base + adapter serving."""
     src, out = Path(model_dir), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name in ADAPTER_FILES:
         shutil.copy2(src / name, out / name)
     _copy_tokenizer(src, out)
-    write_checksums(out)
+    if checksums:
+        write_checksums(out)
     return out
 
 
