@@ -115,6 +115,32 @@ def test_a_merged_export_that_is_really_the_base_fails_parity(promotable, monkey
     assert not [a for a in artifacts.list_artifacts(promotable) if a.kind == "export"]
 
 
+def test_gguf_exports_embed_tokenizer_and_template_and_a_template_mismatch_fails(
+        promotable, monkeypatch):
+    from brewslm.export import gguf
+
+    for quant in ("f16", "q8_0"):
+        result = export(promotable, fmt="gguf", quant=quant)
+        out = result.to_dict()
+        assert out["status"] == "succeeded", out.get("error")
+        (file,) = out["artifacts"]
+        assert file["path"].endswith(f"shipped-{quant}.gguf")
+        reader = out["parity"]["readers"][0]
+        assert reader["reader"] == "transformers-gguf" and reader["passed"]
+        assert reader["tokenization_equal"] and reader["chat_template_equal"]
+        info = gguf.read_gguf_info(Path(file["path"]))
+        assert info["architecture"] == "llama" and info["quant"] == quant
+        folder = artifacts.get(promotable, out["export_id"]).path
+        assert verify_checksums(folder) >= 3 and "llama-server -m" in (
+            folder / "README.md").read_text()
+
+    # The most reported GGUF failure: a chat template other than the one trained on.
+    monkeypatch.setattr(gguf, "_chat_template", lambda *_: "[INST] {{ messages[0].content }}")
+    broken = export(promotable, fmt="gguf", quant="f32")
+    assert broken.error["code"] == "export_parity_failed"
+    assert broken.error["details"]["parity"][0]["chat_template_equal"] is False
+
+
 def test_bad_requests_are_refused_before_any_compute(trained):
     unknown = export(trained, fmt="onnx", force=True)
     assert unknown.error["code"] == "export_format_unknown" and unknown.exit_code == 2
@@ -124,6 +150,7 @@ def test_bad_requests_are_refused_before_any_compute(trained):
     assert full.status == "succeeded", full.error
     adapter = export(trained, fmt="adapter", force=True)
     assert adapter.error["code"] == "export_format_unsupported"
+    assert not [a for a in artifacts.list_artifacts(trained) if a.kind == "export"]
 
 
 def test_a_candidate_that_is_not_promotable_is_refused(prepare_small):

@@ -27,10 +27,11 @@ from typing import Any
 FIXED_PROMPTS = ("Classify the support ticket. Answer with JSON.\n\nMy invoice is wrong.",
                  "Hello, my parcel never arrived.", "Reset my password please")
 
-# Max |logit difference| allowed per weight precision. fp32 reloads are exact up to summation
-# order; f16 and bf16 round every weight (bf16 keeps 8 mantissa bits); q8_0 quantizes blocks of
-# 32 weights to 8 bits. Measured on builtin:tiny: f16 < 2e-3, q8_0 < 4e-2 (benchmarks/README.md).
-TOLERANCE = {"f32": 1e-4, "f16": 1e-2, "bf16": 1e-1, "q8_0": 1e-1}
+# Max |logit difference| allowed per weight precision of a folder export (GGUF has its own,
+# gguf.PARITY_TOLERANCE). fp32 reloads are exact up to summation order; f16 and bf16 round every
+# weight (bf16 keeps 8 mantissa bits, f16 11), and the gap grows with the size of the logits:
+# builtin:tiny after 500 pretraining steps differs by ~5e-3 in f16. Figures: benchmarks/README.md.
+TOLERANCE = {"f32": 1e-4, "f16": 2e-2, "bf16": 1.5e-1}
 
 Reader = Callable[[], tuple[Any, Any, str | None]]
 
