@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -123,3 +123,57 @@ class Metric(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ix_metrics_run_name_step", "run_id", "name", "step"),)
+
+
+class Deployment(Base):
+    """One deployed version of a project's export (stage 11). At most one per project is
+    `promoted` (serving); rollback returns to `predecessor`, the version it replaced."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    export_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    format: Mapped[str] = mapped_column(String(16), nullable=False)
+    # pending / promoted / rejected / rolled_back / superseded
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    predecessor: Mapped[int | None] = mapped_column(Integer)
+    run_id: Mapped[str | None] = mapped_column(String(40))
+    smoke: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    drift: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_deployments_project_version", "project_id", "version", unique=True),
+    )
+
+
+class ServeRequest(Base):
+    """One request to the OpenAI-compatible endpoint: what telemetry and drift read. A table
+    rather than events: thousands of numbers per version, aggregated into percentiles."""
+
+    __tablename__ = "serve_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=False
+    )
+    deployment_id: Mapped[str | None] = mapped_column(String(40))
+    version: Mapped[int | None] = mapped_column(Integer)
+    endpoint: Mapped[str] = mapped_column(String(64), nullable=False)
+    http_status: Mapped[int] = mapped_column(Integer, nullable=False)
+    ok: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    stream: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    latency_s: Mapped[float] = mapped_column(Float, nullable=False)
+    ttft_s: Mapped[float | None] = mapped_column(Float)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    prompt_text: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_serve_requests_deployment", "deployment_id", "created_at"),)
