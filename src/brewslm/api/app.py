@@ -172,9 +172,10 @@ def _add_routes(app: FastAPI) -> None:
         return Response(metrics.png(found["rows"], title=f"loss {run_id}"),
                         media_type="image/png")
 
-    from brewslm.api import observe
+    from brewslm.api import deploy, observe
 
     observe.add_routes(app, deps)
+    deploy.add_routes(app, deps)
 
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:
