@@ -9,6 +9,11 @@ tokens/s.
 
 from __future__ import annotations
 
+import atexit
+import logging
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,25 +25,70 @@ from brewslm.store import session
 from brewslm.store.models import ServeRequest
 
 PROMPT_CHARS = 4000  # what drift needs of a prompt; the rest is not kept
+FLUSH_EVERY_S = 0.25
+log = logging.getLogger(__name__)
 
 
 def recorder(project: ProjectInfo) -> Callable[[Any], None]:
-    """A callback storing one RequestRecord (serving.openai_app) as a ServeRequest row."""
+    """A callback storing RequestRecords (serving.openai_app) as ServeRequest rows. Records are
+    buffered and written in batches by a background thread (every FLUSH_EVERY_S): one database
+    commit per request would cost more than a short completion takes to generate."""
+    found = _Recorder(project)
+    _LIVE.add(found)
+    return found
 
-    def record(rec: Any) -> None:
+
+def flush_all() -> None:
+    """Write every buffered record now (summary() and process exit call it)."""
+    for live in list(_LIVE):
+        live.flush()
+
+
+class _Recorder:
+    def __init__(self, project: ProjectInfo) -> None:
+        self.project = project
+        self.pending: list[Any] = []
+        self.lock = threading.Lock()  # held while writing, so flush() returns after a write
+        self.wake = threading.Event()
+        threading.Thread(target=self._loop, daemon=True, name="telemetry").start()
+
+    def __call__(self, rec: Any) -> None:
+        self.pending.append(rec)  # list.append is atomic: no lock on the request path
+        self.wake.set()
+
+    def flush(self) -> None:
+        with self.lock:
+            batch, self.pending = self.pending, []
+            if batch:
+                self._write(batch)
+
+    def _loop(self) -> None:
+        while True:
+            self.wake.wait()
+            time.sleep(FLUSH_EVERY_S)  # gather what arrives meanwhile into one commit
+            self.wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a failed write must not stop telemetry for good
+                log.exception("telemetry write failed")
+
+    def _write(self, batch: list[Any]) -> None:
         with session() as s:
-            s.add(ServeRequest(
-                project_id=project.id, deployment_id=rec.deployment_id, version=rec.version,
-                endpoint=rec.endpoint, http_status=rec.http_status, ok=rec.ok,
-                stream=rec.stream, latency_s=rec.latency_s, ttft_s=rec.ttft_s,
+            s.add_all([ServeRequest(
+                project_id=self.project.id, deployment_id=rec.deployment_id,
+                version=rec.version, endpoint=rec.endpoint, http_status=rec.http_status,
+                ok=rec.ok, stream=rec.stream, latency_s=rec.latency_s, ttft_s=rec.ttft_s,
                 prompt_tokens=rec.prompt_tokens, completion_tokens=rec.completion_tokens,
                 prompt_text=(rec.prompt_text or "")[:PROMPT_CHARS] or None,
-                error_code=rec.error_code, created_at=rec.started_at))
+                error_code=rec.error_code, created_at=rec.started_at) for rec in batch])
 
-    return record
+
+_LIVE: weakref.WeakSet[_Recorder] = weakref.WeakSet()
+atexit.register(flush_all)
 
 
 def requests(project: ProjectInfo, version: int | None = None) -> list[ServeRequest]:
+    flush_all()
     with session() as s:
         q = select(ServeRequest).where(ServeRequest.project_id == project.id)
         if version is not None:
