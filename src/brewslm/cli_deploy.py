@@ -160,8 +160,8 @@ def _print_smoke(res: dict[str, Any]) -> None:
         "prompt", "status", "latency (s)", "answer"], [
         (a["prompt"][:40], a["http_status"], f"{a['latency_s']:.2f}",
          (a["answer"] or "")[:50]) for a in smoke["prompts"]]))
-    console.out.print(f"version {res['version']}: {_status(res['status'])}; serve it with "
-                      f"`{res['serve']}` at {res['endpoint']}")
+    console.out.print(f"version {res['version']}: {_status(res['deployment_status'])}; serve "
+                      f"it with `{res['serve']}` at {res['endpoint']}")
 
 
 def _done(version: dict[str, Any], json_out: bool) -> None:

@@ -71,8 +71,10 @@ def test_export_deploy_serve_with_the_openai_client(tmp_path):
     assert hf["parity"]["max_abs_diff"] <= 1e-4
 
     deployed = brewslm("deploy", "-p", "shop", "--export", hf["export_id"])
-    assert {"deployment_id", "version", "status", "endpoint"} <= set(deployed)
-    assert (deployed["version"], deployed["status"]) == (1, "promoted")
+    assert {"deployment_id", "version", "status", "deployment_status", "endpoint"} <= set(
+        deployed)
+    assert (deployed["status"], deployed["version"], deployed["deployment_status"]) == (
+        "succeeded", 1, "promoted")
     listed = brewslm("deploy", "list", "-p", "shop")
     assert [v["status"] for v in listed["versions"]] == ["promoted"]
 
@@ -95,3 +97,14 @@ def test_export_deploy_serve_with_the_openai_client(tmp_path):
     assert stats["requests"] == 1 and stats["errors"] == 0
     refused = brewslm("deploy", "rollback", "-p", "shop", code=2)
     assert refused["error"]["code"] == "deploy_no_predecessor"
+
+    # Observability over the same events: the GGUF file traced back to the source file, why
+    # its candidate was exported, and the refused rollback as a failure cluster.
+    lineage = brewslm("audit", "-p", "shop", "lineage", gguf["artifacts"][0]["path"])
+    kinds = [n["kind"] for n in lineage["nodes"]]
+    assert kinds[0] == "export" and {"model", "manifest", "dataset", "snapshot"} <= set(kinds)
+    assert [src["source"] for src in lineage["sources"]] == [str(data)]
+    why = brewslm("audit", "-p", "shop", "why", gguf["candidate_id"])
+    assert why["verdict"] == "promotable" and why["decided_by"] == judged["run_id"]
+    clusters = brewslm("clusters", "-p", "shop")["clusters"]
+    assert [c["reason_code"] for c in clusters] == ["deploy_no_predecessor"]

@@ -39,14 +39,14 @@ def test_versions_promote_supersede_and_roll_back(exported):
     info, hf_id, adapter_id = exported
     first = deploy(info, export_id=hf_id, smoke_timeout_s=120)
     assert first.status == "succeeded", first.error
-    assert first.result["status"] == "promoted" and first.result["version"] == 1
+    assert first.result["deployment_status"] == "promoted" and first.result["version"] == 1
     assert first.result["smoke"]["passed"] and len(first.result["smoke"]["prompts"]) == 3
     assert all(a["http_status"] == 200 for a in first.result["smoke"]["prompts"])
     assert {"deploy_smoke_passed", "deploy_version_created", "deploy_promoted"} <= set(
         codes(first))
 
     second = deploy(info, export_id=adapter_id, smoke_timeout_s=120)
-    assert second.result["status"] == "promoted" and second.result["version"] == 2
+    assert second.result["deployment_status"] == "promoted" and second.result["version"] == 2
     statuses = {v.version: (v.status, v.predecessor) for v in deployments.list_versions(info)}
     assert statuses == {1: ("superseded", None), 2: ("promoted", 1)}
 
@@ -72,7 +72,7 @@ def test_a_failing_smoke_test_rejects_the_version(exported, monkeypatch):
     result = deploy(info, export_id=hf_id, smoke_timeout_s=30)
     assert (result.status, result.exit_code) == ("blocked", 3)
     assert result.error["code"] == "deploy_smoke_failed"
-    assert result.result["status"] == "rejected"
+    assert result.result["deployment_status"] == "rejected"
     assert {a["http_status"] for a in result.result["smoke"]["prompts"]} == {503}
     assert deployments.active(info) is None
     with pytest.raises(InputError) as refused:

@@ -398,6 +398,11 @@ def create_serving_app(resolve_active: Callable[[], ActiveModel | None],
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await anyio.to_thread.run_sync(settings.slot.close)
+        # A buffering sink writes what it holds now: uvicorn re-raises SIGTERM after shutdown,
+        # so atexit handlers never run.
+        flush = getattr(settings.record, "flush", None)
+        if flush is not None:
+            await anyio.to_thread.run_sync(flush)
 
     # Behind a token every route but /health is guarded, so the schema pages go too.
     docs = {} if not require_token else {"docs_url": None, "redoc_url": None,

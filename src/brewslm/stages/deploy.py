@@ -4,7 +4,7 @@ real OpenAI-compatible endpoint, and promoted to serve when the smoke test passe
     from brewslm.stages.deploy import deploy
     result = deploy(project)                    # the latest export; promote when smoke passes
     result = deploy(project, export_id="ab12", promote=False)       # pending until promoted
-    result.result["version"], result.result["status"], result.result["endpoint"]
+    result.result["version"], result.result["deployment_status"], result.result["endpoint"]
 
 validate() refuses an artifact that is not a published export (every published export passed
 its parity gate) and a format this machine cannot serve (GGUF without llama-cpp-python). run()
@@ -85,13 +85,13 @@ class DeployStage:
         elif ctx.params["promote"]:
             version = deployments.promote(ctx.project, version.version, run_id=ctx.run_id)
         return {"deployment_id": version.id, "version": version.version,
-                "status": version.status, "export_id": export.id,
+                "deployment_status": version.status, "export_id": export.id,
                 "format": export.meta["format"], "smoke": smoke,
                 "endpoint": DEFAULT_ENDPOINT, "serve": f"brewslm serve -p {ctx.project.name}"}
 
     def check_contract(self, ctx: StageContext, result: dict[str, Any]) -> None:
         """A version is promoted only with a passing smoke test (deployments enforces the rest)."""
-        if result["status"] == "promoted" and not result["smoke"]["passed"]:
+        if result["deployment_status"] == "promoted" and not result["smoke"]["passed"]:
             raise BrewError("contract_violated", "a version was promoted without a passing "
                             "smoke test")
 
