@@ -21,6 +21,7 @@ from brewslm import (
     cli_deploy,
     cli_eval,
     cli_export,
+    cli_jobs,
     cli_observe,
     cli_train,
     console,
@@ -294,11 +295,15 @@ def selftest(project_name: ProjectOpt,
 @app.command("server")
 @guarded
 def server(host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-           port: Annotated[int, typer.Option(help="Port.")] = 8321) -> None:
-    """Serve the REST API (OpenAPI at /docs). Beyond loopback it requires BREWSLM_API_TOKEN."""
+           port: Annotated[int, typer.Option(help="Port.")] = 8321,
+           worker: Annotated[bool, typer.Option(
+               "--worker/--no-worker", help="Run queued jobs in this process (the embedded "
+               "worker; off when BREWSLM_QUEUE_URL names a broker).")] = True) -> None:
+    """Serve the REST API (OpenAPI at /docs) and run its jobs. Beyond loopback it requires
+    BREWSLM_API_TOKEN."""
     from brewslm.api.app import serve
 
-    serve(host, port)
+    serve(host, port, worker=worker)
 
 
 @app.command("demo")
@@ -321,6 +326,7 @@ cli_eval.register(app)
 cli_observe.register(app)
 cli_export.register(app)
 cli_deploy.register(app)
+cli_jobs.register(app)
 
 
 def main() -> None:

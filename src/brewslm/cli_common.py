@@ -15,6 +15,8 @@ from brewslm.errors import BrewError
 from brewslm.stages.runner import StageResult
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+DetachOpt = Annotated[bool, typer.Option(
+    "--detach", help="Submit as a background job (printed at once) instead of running here.")]
 ProjectOpt = Annotated[str, typer.Option("--project", "-p", help="Project name.")]
 
 
@@ -33,6 +35,38 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
+
+
+def stage_call(kind: str, project_name: str, params: dict[str, Any], *, json_out: bool,
+               detach: bool = False) -> StageResult:
+    """Run a stage here (with progress bars), or with --detach submit it as a job and exit 0:
+    both call the same service function with the same parameters (jobs.kinds)."""
+    from brewslm import progress, project
+    from brewslm.jobs import kinds, service
+
+    info = project.get(project_name)
+    if detach:
+        job = service.submit(info, kind, _absolute_paths(params))
+        if json_out:
+            console.print_json(job)
+        else:
+            console.out.print(f"{kind} job [bold]{job['id']}[/] queued; follow it with "
+                              f"`brewslm jobs logs {job['id']} --follow`")
+        raise typer.Exit(0)
+    with progress.rich_bars(enabled=not json_out):
+        return kinds.call(kind, info, params)
+
+
+def _absolute_paths(params: dict[str, Any]) -> dict[str, Any]:
+    """A worker runs elsewhere: local files named relative to this shell become absolute."""
+    import os
+
+    out = dict(params)
+    for key in ("source", "gold", "accelerate_config"):
+        value = out.get(key)
+        if isinstance(value, str) and os.path.exists(value):
+            out[key] = os.path.abspath(value)
+    return out
 
 
 def finish_stage(result: StageResult, json_out: bool) -> None:

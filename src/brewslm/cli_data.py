@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import console, progress, project
-from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
+from brewslm import console, project
+from brewslm.cli_common import DetachOpt, JsonOpt, ProjectOpt, finish_stage, guarded, stage_call
 from brewslm.stages import data
 from brewslm.stages.runner import StageResult
 
@@ -40,10 +40,11 @@ def register(app: typer.Typer) -> None:
                                                            "tsv, parquet, text, markdown")] = None,
                    blocks: Annotated[bool, typer.Option("--blocks", help="Text: one record per "
                                                         "blank-line-separated block.")] = False,
-                   json_out: JsonOpt = False) -> None:
+                   json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
         """01 ingest: read a source into an immutable, content-addressed snapshot."""
-        with progress.rich_bars(enabled=not json_out):
-            result = data.ingest(project.get(project_name), source, fmt=fmt, text_blocks=blocks)
+        result = stage_call("ingest", project_name, {"source": source, "fmt": fmt,
+                                                     "text_blocks": blocks},
+                            json_out=json_out, detach=detach)
         if not json_out and result.status in ("succeeded", "reused"):
             console.out.print(f"snapshot [bold]{result.result['snapshot_id'][:16]}[/]")
         finish_stage(result, json_out)
@@ -51,9 +52,10 @@ def register(app: typer.Typer) -> None:
     @app.command("introspect")
     @guarded
     def introspect_cmd(project_name: ProjectOpt, snapshot: SnapshotOpt = None,
-                       json_out: JsonOpt = False) -> None:
+                       json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
         """02 introspect: profile fields and rank mapping hypotheses with a confidence."""
-        result = data.introspect(project.get(project_name), snapshot=snapshot)
+        result = stage_call("introspect", project_name, {"snapshot": snapshot},
+                            json_out=json_out, detach=detach)
         if not json_out and result.status in ("succeeded", "reused"):
             _print_introspection(result.result)
         finish_stage(result, json_out)
@@ -73,12 +75,13 @@ def register(app: typer.Typer) -> None:
                                                     "0.8.")] = False,
                 plugin: Annotated[list[str] | None, typer.Option(help="Module with extra "
                                                                  "mappers (repeatable).")] = None,
-                snapshot: SnapshotOpt = None, json_out: JsonOpt = False) -> None:
+                snapshot: SnapshotOpt = None, json_out: JsonOpt = False,
+                detach: DetachOpt = False) -> None:
         """03/04 map: --dry-run previews and counts; without it, commits a dataset version."""
-        with progress.rich_bars(enabled=not json_out):
-            result = data.map_rows(project.get(project_name), dry_run=dry_run, mapper=mapper,
-                                   field_map=field_map, mapping=mapping, force=force,
-                                   plugins=plugin, snapshot=snapshot)
+        result = stage_call("map", project_name, {
+            "dry_run": dry_run, "mapper": mapper, "field_map": field_map, "mapping": mapping,
+            "force": force, "plugins": plugin, "snapshot": snapshot},
+            json_out=json_out, detach=detach)
         if not json_out and result.status in ("succeeded", "reused"):
             _print_mapping(result)
         finish_stage(result, json_out)
@@ -90,11 +93,12 @@ def register(app: typer.Typer) -> None:
                                                           "warn")] = None,
                   force: Annotated[bool, typer.Option(help="Go on although a health signal "
                                                       "blocks (recorded).")] = False,
-                  dataset: DatasetOpt = None, json_out: JsonOpt = False) -> None:
+                  dataset: DatasetOpt = None, json_out: JsonOpt = False,
+                  detach: DetachOpt = False) -> None:
         """05 clean: quality filters, PII, dedup, chunking, and a data-health report."""
-        with progress.rich_bars(enabled=not json_out):
-            result = data.clean(project.get(project_name), pii=pii, force=force,
-                                dataset=dataset)
+        result = stage_call("clean", project_name, {"pii": pii, "force": force,
+                                                    "dataset": dataset},
+                            json_out=json_out, detach=detach)
         if not json_out and (result.result.get("health") or (result.error or {}).get(
                 "details", {}).get("health")):
             _print_health(result.result.get("health") or result.error["details"]["health"])
@@ -112,12 +116,13 @@ def register(app: typer.Typer) -> None:
                         help="drop (default) or truncate over-long rows")] = None,
                     stratify_by: Annotated[str | None, typer.Option(
                         help="meta field to stratify the split by, e.g. label")] = None,
-                    dataset: DatasetOpt = None, json_out: JsonOpt = False) -> None:
+                    dataset: DatasetOpt = None, json_out: JsonOpt = False,
+                    detach: DetachOpt = False) -> None:
         """06 prepare: template, tokenize, mask the loss, split, and write the manifest."""
-        with progress.rich_bars(enabled=not json_out):
-            result = data.prepare(project.get(project_name), eval_fraction=eval_fraction,
-                                  seed=seed, max_tokens=max_tokens, truncation=truncation,
-                                  stratify_by=stratify_by, dataset=dataset)
+        result = stage_call("prepare", project_name, {
+            "eval_fraction": eval_fraction, "seed": seed, "max_tokens": max_tokens,
+            "truncation": truncation, "stratify_by": stratify_by, "dataset": dataset},
+            json_out=json_out, detach=detach)
         if not json_out and result.status in ("succeeded", "reused"):
             _print_manifest(result.result)
         finish_stage(result, json_out)

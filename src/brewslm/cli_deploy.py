@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import console, progress, project
-from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
+from brewslm import console, project
+from brewslm.cli_common import DetachOpt, JsonOpt, ProjectOpt, finish_stage, guarded, stage_call
 
 deploy_app = typer.Typer(help="11 deploy: versions of the served model (smoke test, promote, "
                          "rollback, telemetry, drift).")
@@ -59,17 +59,15 @@ def deploy_cmd(ctx: typer.Context,
                    "--no-promote", help="Leave the new version pending.")] = False,
                smoke_timeout: Annotated[float, typer.Option(
                    "--smoke-timeout", help="Seconds each smoke prompt may take.")] = 60.0,
-               json_out: JsonOpt = False) -> None:
+               json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
     """Deploy an export as a new version: smoke test, then promote (exit 3 if rejected)."""
     if ctx.invoked_subcommand is not None:
         return
     if project_name is None:
         raise typer.BadParameter("missing --project / -p")
-    from brewslm.stages.deploy import deploy
-
-    with progress.rich_bars(enabled=not json_out):
-        result = deploy(project.get(project_name), export_id=export_id,
-                        promote=not no_promote, smoke_timeout_s=smoke_timeout)
+    result = stage_call("deploy", project_name, {
+        "export_id": export_id, "promote": not no_promote, "smoke_timeout_s": smoke_timeout},
+        json_out=json_out, detach=detach)
     if not json_out and result.result.get("smoke"):
         _print_smoke(result.result)
     finish_stage(result, json_out)

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import console, progress, project
-from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
+from brewslm import console
+from brewslm.cli_common import DetachOpt, JsonOpt, ProjectOpt, finish_stage, guarded, stage_call
 
 CLUSTERS_SHOWN = 5
 
@@ -38,14 +38,12 @@ def register(app: typer.Typer) -> None:
                      gold: Annotated[str | None, typer.Option(
                          "--gold", help="A locked gold set (JSONL of messages or prompt / "
                          "reference rows) evaluated beside the eval split.")] = None,
-                     json_out: JsonOpt = False) -> None:
+                     json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
         """09 evaluate: base vs candidate on the eval split; gates decide (exit 3 if not
         promotable)."""
-        from brewslm.stages.evaluate import evaluate
-
-        with progress.rich_bars(enabled=not json_out):
-            result = evaluate(project.get(project_name), pack=pack, overrides=set_ or [],
-                              candidate=candidate, gold=gold)
+        result = stage_call("evaluate", project_name, {
+            "pack": pack, "overrides": set_ or [], "candidate": candidate, "gold": gold},
+            json_out=json_out, detach=detach)
         if not json_out and result.result.get("gates") is not None:
             print_evaluation(result.result)
         finish_stage(result, json_out)

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import console, progress, project
-from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
+from brewslm import console
+from brewslm.cli_common import DetachOpt, JsonOpt, ProjectOpt, finish_stage, guarded, stage_call
 
 
 def register(app: typer.Typer) -> None:
@@ -35,13 +35,11 @@ def register(app: typer.Typer) -> None:
                    force: Annotated[bool, typer.Option(
                        "--force", help="Export a candidate that is not promotable (recorded)."
                    )] = False,
-                   json_out: JsonOpt = False) -> None:
+                   json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
         """10 export: write the candidate in a format, proven to reproduce it (parity)."""
-        from brewslm.stages.export import export
-
-        with progress.rich_bars(enabled=not json_out):
-            result = export(project.get(project_name), fmt=fmt, quant=quant,
-                            candidate=candidate, force=force)
+        result = stage_call("export", project_name, {
+            "fmt": fmt, "quant": quant, "candidate": candidate, "force": force},
+            json_out=json_out, detach=detach)
         if not json_out and result.result.get("artifacts"):
             print_export(result.result)
         finish_stage(result, json_out)

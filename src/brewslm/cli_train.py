@@ -18,8 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from brewslm import console, progress, project
-from brewslm.cli_common import JsonOpt, ProjectOpt, finish_stage, guarded
+from brewslm import console, project
+from brewslm.cli_common import DetachOpt, JsonOpt, ProjectOpt, finish_stage, guarded, stage_call
 from brewslm.errors import InputError
 
 RecipeOpt = Annotated[str, typer.Option("--recipe", help="lora, full, qlora, or the path of a "
@@ -69,14 +69,13 @@ def register(app: typer.Typer) -> None:
     def preflight_cmd(project_name: ProjectOpt, recipe: RecipeOpt = "lora",
                       set_: SetOpt = None, force: ForceOpt = False,
                       memory_limit: MemoryLimitOpt = None, manifest: ManifestOpt = None,
-                      json_out: JsonOpt = False) -> None:
+                      json_out: JsonOpt = False, detach: DetachOpt = False) -> None:
         """07 preflight: GO or BLOCK before training (dependencies, model, data, memory,
         disk); exits 3 on BLOCK."""
-        from brewslm.stages.preflight import preflight
-
         limit = parse_size(memory_limit) if memory_limit is not None else None
-        result = preflight(project.get(project_name), recipe=recipe, overrides=set_ or [],
-                           force=force, manifest=manifest, memory_limit_bytes=limit)
+        result = stage_call("preflight", project_name, {
+            "recipe": recipe, "overrides": set_ or [], "force": force, "manifest": manifest,
+            "memory_limit_bytes": limit}, json_out=json_out, detach=detach)
         if not json_out and result.result.get("verdict"):
             print_preflight(result.result)
         finish_stage(result, json_out)
@@ -98,14 +97,13 @@ def register(app: typer.Typer) -> None:
                   accelerate_config: Annotated[str | None, typer.Option(
                       "--accelerate-config", help="Launch with `accelerate launch` and this "
                       "config (multi-GPU DDP, FSDP, DeepSpeed; CUDA only).")] = None,
-                  manifest: ManifestOpt = None, json_out: JsonOpt = False) -> None:
+                  manifest: ManifestOpt = None, json_out: JsonOpt = False,
+                  detach: DetachOpt = False) -> None:
         """08 train: fine-tune the base model on the manifest with a recipe (real, resumable)."""
-        from brewslm.stages.train import train
-
-        with progress.rich_bars(enabled=not json_out):
-            result = train(project.get(project_name), recipe=recipe, overrides=overrides or [],
-                           resume=resume, force=force, backend=backend, processes=processes,
-                           accelerate_config=accelerate_config, manifest=manifest)
+        result = stage_call("train", project_name, {
+            "recipe": recipe, "overrides": overrides or [], "resume": resume, "force": force,
+            "backend": backend, "processes": processes, "accelerate_config": accelerate_config,
+            "manifest": manifest}, json_out=json_out, detach=detach)
         if not json_out and result.status in ("succeeded", "reused"):
             print_training(result.to_dict())
         finish_stage(result, json_out)

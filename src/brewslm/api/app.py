@@ -24,7 +24,8 @@ from brewslm.errors import BlockedError, BrewError, InputError, NotFoundError
 from brewslm.events import query, taxonomy, timeline
 from brewslm.stages import data
 
-CONFLICT_CODES = {"project_exists", "stage_locked"}
+CONFLICT_CODES = {"project_exists", "stage_locked", "job_not_finished", "job_not_cancellable",
+                  "job_not_retryable"}
 
 
 class ProjectCreate(BaseModel):
@@ -172,10 +173,11 @@ def _add_routes(app: FastAPI) -> None:
         return Response(metrics.png(found["rows"], title=f"loss {run_id}"),
                         media_type="image/png")
 
-    from brewslm.api import deploy, observe
+    from brewslm.api import deploy, jobs, observe
 
     observe.add_routes(app, deps)
     deploy.add_routes(app, deps)
+    jobs.add_routes(app, deps)
 
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:
@@ -191,12 +193,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(host: str, port: int) -> None:
-    """Run the API with uvicorn; beyond loopback only with BREWSLM_API_TOKEN set."""
+def serve(host: str, port: int, *, worker: bool = True) -> None:
+    """Run the API with uvicorn; beyond loopback only with BREWSLM_API_TOKEN set. With
+    `worker` (and no task-queue broker configured) the embedded job worker runs in a thread."""
     import uvicorn
+
+    from brewslm.jobs import broker
+    from brewslm.jobs import worker as jobs_worker
 
     require_token = not is_loopback(host)
     if require_token and not config.api_token():
         raise InputError("server_token_missing", f"binding to {host} exposes the API beyond "
                          "this machine: set BREWSLM_API_TOKEN first (or bind to 127.0.0.1)")
+    if worker and not broker.url():
+        jobs_worker.start_in_thread()
     uvicorn.run(create_app(require_token=require_token), host=host, port=port, log_level="info")
