@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint test-postgres bench clean
+.PHONY: install demo test lint test-postgres test-queue bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,6 +30,14 @@ test: lint
 # The store tests against a real PostgreSQL: Debian's server, started on 127.0.0.1 by the script.
 test-postgres: $(STAMP)
 	scripts/with-postgres.sh $(PY) -m pytest -m store $(PYTEST_ARGS)
+
+# Jobs through RQ over a real Redis: Debian's redis-server, installed when missing (the tests
+# start their own on 127.0.0.1 and stop it).
+test-queue: $(STAMP)
+	command -v redis-server >/dev/null || { SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	$(PY) -m pytest -m queue tests/jobs/test_broker.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"

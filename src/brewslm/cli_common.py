@@ -52,6 +52,8 @@ def stage_call(kind: str, project_name: str, params: dict[str, Any], *, json_out
         else:
             console.out.print(f"{kind} job [bold]{job['id']}[/] queued; follow it with "
                               f"`brewslm jobs logs {job['id']} --follow`")
+            if job["error_code"]:  # e.g. the task queue could not be reached: still queued
+                console.error(job["error_code"], job["error_message"] or "")
         raise typer.Exit(0)
     with progress.rich_bars(enabled=not json_out):
         return kinds.call(kind, info, params)

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from brewslm.jobs import broker, worker
 
         if broker.url():
-            console.err.print(f"worker on the task queue at {broker.url()}")
+            console.err.print(f"worker on the task queue at {broker.redacted(broker.url())}")
             broker.run_worker(burst=once)
             return
         console.err.print("embedded worker: running queued jobs (Ctrl-C stops)")

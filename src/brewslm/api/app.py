@@ -9,8 +9,10 @@ body shape, {"error": {"code", "message", "details"}}, and malformed requests ge
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -46,12 +48,24 @@ def status_for(exc: BrewError) -> int:
     return 400 if isinstance(exc, InputError) else 500
 
 
+@contextlib.asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    yield
+    from brewslm.serving import telemetry
+
+    telemetry.flush_all()  # requests served under /serve/ (uvicorn re-raises SIGTERM: no atexit)
+
+
 def create_app(*, require_token: bool = False) -> FastAPI:
-    app = FastAPI(title="BrewSLM", version=__version__,
+    app = FastAPI(title="BrewSLM", version=__version__, lifespan=_lifespan,
                   description="Projects, stage runs, events and the row ledger of BrewSLM.")
     app.state.require_token = require_token
     _install_error_handlers(app)
     _add_routes(app)
+    from brewslm.serving.server import ProjectEndpoints
+
+    # Each project's promoted version, OpenAI-compatible, at /serve/NAME/v1/...
+    app.mount("/serve/{name}", ProjectEndpoints(require_token=require_token))
     return app
 
 

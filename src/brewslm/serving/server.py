@@ -110,3 +110,40 @@ def background_server(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+class ProjectEndpoints:
+    """An ASGI app mounted by the REST API at /serve/{name}: each project's promoted version at
+    /serve/NAME/v1/... (created on first use), so a model is served with no other process."""
+
+    def __init__(self, *, require_token: bool = False) -> None:
+        self.require_token = require_token
+        self.apps: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            return
+        name = scope.get("path_params", {}).get("name", "")
+        app = self._app_for(name)
+        if app is None:
+            from starlette.responses import JSONResponse
+
+            body = {"error": {"code": "project_not_found", "message": f"no project {name!r}",
+                              "details": {}}}
+            await JSONResponse(body, 404)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    def _app_for(self, name: str) -> Any:
+        from brewslm import project
+        from brewslm.errors import NotFoundError
+
+        with self.lock:
+            if name not in self.apps:
+                try:
+                    info = project.get(name)
+                except (NotFoundError, InputError):
+                    return None
+                self.apps[name] = create_project_app(info, require_token=self.require_token)
+            return self.apps[name]
