@@ -122,14 +122,20 @@ def test_the_openai_client_is_served_by_the_promoted_version_with_telemetry_and_
         assert deployments.get(info, 1).drift["verdict"] == "drift_detected"
 
 
-def test_gguf_deploy_needs_llama_cpp(exported):
-    pytest.importorskip("gguf")
+def test_gguf_is_served_by_llama_cpp_or_refused_without_it(exported):
     from brewslm.export.gguf import llama_cpp_available
 
-    if llama_cpp_available():
-        pytest.skip("llama-cpp-python is installed here")
     info, _, _ = exported
-    gguf = export(info, fmt="gguf", quant="f32")
+    gguf = export(info, fmt="gguf", quant="q8_0")
     assert gguf.status == "succeeded", gguf.error
-    refused = deploy(info, export_id=gguf.result["export_id"])
-    assert refused.error["code"] == "serve_backend_unavailable" and refused.exit_code == 2
+    readers = [r["reader"] for r in gguf.result["parity"]["readers"]]
+    if not llama_cpp_available():
+        assert readers == ["transformers-gguf"]
+        refused = deploy(info, export_id=gguf.result["export_id"])
+        assert refused.error["code"] == "serve_backend_unavailable" and refused.exit_code == 2
+        return
+    assert readers == ["transformers-gguf", "llama-cpp"]  # llama.cpp itself reads the file
+    served = deploy(info, export_id=gguf.result["export_id"], smoke_timeout_s=120)
+    assert served.status == "succeeded", served.error
+    assert served.result["deployment_status"] == "promoted" and served.result["format"] == "gguf"
+    assert all(a["http_status"] == 200 for a in served.result["smoke"]["prompts"])

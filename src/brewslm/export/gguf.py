@@ -227,7 +227,7 @@ def _token_type(i: int, by_id: dict[int, str], added: dict[int, dict[str, Any]])
 
 
 def _check_byte_level(raw: dict[str, Any]) -> None:
-    # Only the plain GPT-2 split (ByteLevel with its own regex) maps to llama.cpp's pre="gpt2";
+    # Only the plain GPT-2 split (ByteLevel with its own regex) maps to llama.cpp's pre="gpt-2";
     # other pre-tokenizers split text differently and would tokenize differently once exported.
     model, pre = raw.get("model") or {}, raw.get("pre_tokenizer") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback"):
@@ -331,7 +331,7 @@ def _add_metadata(writer: Any, config: dict[str, Any], vocab: dict[str, Any], qu
     writer.add_vocab_size(len(vocab["tokens"]))
 
     writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt2")
+    writer.add_tokenizer_pre("gpt-2")  # llama.cpp's name for the GPT-2 split ("gpt2" is unknown)
     writer.add_token_list(vocab["tokens"])
     writer.add_token_types(vocab["types"])
     writer.add_token_merges(vocab["merges"])
