@@ -245,6 +245,7 @@ class Job:
     top_p: float
     stop: list[str]
     seed: int | None
+    stream: bool = True  # False: hand over the first piece (for TTFT) and then the rest at once
     cancelled: threading.Event = field(default_factory=threading.Event)
 
 
@@ -311,7 +312,8 @@ def _stream(backend: Backend, job: Job, post: Callable[[tuple[str, Any]], None])
     prompt = backend.render_chat(job.messages) if job.messages is not None else job.prompt
     assert prompt is not None
     post(("prompt", (prompt, backend.count_tokens(prompt))))
-    pieces = []
+    pieces: list[str] = []
+    held = 0  # pieces not yet handed over (non-stream requests: one hand-over at the end)
     stream = backend.stream(prompt, max_tokens=job.max_tokens, temperature=job.temperature,
                             top_p=job.top_p, stop=job.stop, seed=job.seed)
     try:
@@ -319,7 +321,12 @@ def _stream(backend: Backend, job: Job, post: Callable[[tuple[str, Any]], None])
             if job.cancelled.is_set():  # the client went away: stop generating for nobody
                 break
             pieces.append(piece)
-            post(("piece", piece))
+            if job.stream or len(pieces) == 1:
+                post(("piece", piece))
+            else:
+                held += 1
+        if held:  # every cross-thread hand-over wakes the event loop: one is enough here
+            post(("piece", "".join(pieces[-held:])))
     finally:
         close = getattr(stream, "close", None)
         if close is not None:  # free a generator's state (a KV cache) while we hold the lock
@@ -587,7 +594,8 @@ def make_job(settings: Settings, active: ActiveModel, req: Any) -> Job:
     chat = isinstance(req, ChatRequest)
     return Job(active, [m.plain() for m in req.messages] if chat else None,
                None if chat else req.text(), req.token_budget(settings.max_tokens_limit),
-               req.temperature, req.top_p, req.stop_list(), req.seed)
+               req.temperature, req.top_p, req.stop_list(), req.seed,
+               stream=bool(getattr(req, "stream", False)))
 
 
 async def _first_event(generation: Generation) -> tuple[str, Any]:
