@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/clean_prepare.py
 	$(PY) benchmarks/preflight_memory.py
 	$(PY) benchmarks/train_throughput.py
+	$(PY) benchmarks/serve_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

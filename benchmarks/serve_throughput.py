@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -42,7 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("BREWSLM_HOME", tempfile.mkdtemp(prefix="brewslm-bench-serve-"))
+    home = tempfile.mkdtemp(prefix="brewslm-bench-serve-")
+    os.environ["BREWSLM_HOME"] = home
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
     # builtin:tiny is pretrained once (~3 min) and kept between benchmark runs.
     os.environ.setdefault("BREWSLM_MODELS_DIR", str(Path(tempfile.gettempdir())
                                                     / "brewslm-bench-models"))
