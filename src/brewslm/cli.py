@@ -23,6 +23,7 @@ from brewslm import (
     cli_export,
     cli_jobs,
     cli_observe,
+    cli_run,
     cli_train,
     console,
     progress,
@@ -327,6 +328,7 @@ cli_observe.register(app)
 cli_export.register(app)
 cli_deploy.register(app)
 cli_jobs.register(app)
+cli_run.register(app)
 
 
 def main() -> None:

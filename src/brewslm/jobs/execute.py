@@ -68,6 +68,10 @@ def _run(job: dict[str, Any], info: projects.ProjectInfo) -> tuple[Any, ...]:
     except Exception as exc:  # a crash is the job's outcome, with its traceback in the log
         traceback.print_exc()
         return "failed", None, "job_crashed", f"{type(exc).__name__}: {exc}", 1
+    if isinstance(result, dict):  # the autopilot: a summary of its steps
+        stopped = result["status"] == "stopped"
+        return ("blocked" if stopped else "succeeded", result,
+                result.get("cause") if stopped else None, result.get("why"), 3 if stopped else 0)
     out = result.to_dict()
     status = {"succeeded": "succeeded", "reused": "succeeded"}.get(result.status, result.status)
     error = out.get("error") or {}

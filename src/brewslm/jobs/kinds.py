@@ -29,8 +29,9 @@ KINDS = {
     "evaluate": "brewslm.stages.evaluate:evaluate",
     "export": "brewslm.stages.export:export",
     "deploy": "brewslm.stages.deploy:deploy",
+    "run": "brewslm.autopilot:run_project",  # the autopilot: every stage in order
 }
-SUPPLIED = ("project", "parent_run_id")
+SUPPLIED = ("project", "parent_run_id", "say")
 
 
 def service(kind: str) -> Any:

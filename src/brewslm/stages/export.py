@@ -77,7 +77,9 @@ def evaluation_of(project: ProjectInfo, model_id: str) -> dict[str, Any] | None:
             result = run.result or {}
             if result.get("candidate_id") == model_id and "promotable" in result:
                 pack = (run.parameters or {}).get("pack") or {}
-                return {"run_id": run.run_id, "promotable": bool(result["promotable"]),
+                # A reused run points at the run that decided: the same evidence, one id.
+                return {"run_id": run.reused_from or run.run_id,
+                        "promotable": bool(result["promotable"]),
                         "gates": result.get("gates") or [],
                         "required_failed": result.get("required_failed") or [],
                         "comparison": result.get("comparison") or {},
