@@ -1,4 +1,4 @@
-"""`brewslm demo` (and `make demo`): a readable run-through of what exists of the lifecycle.
+"""`brewslm demo` (and `make demo`): a readable run-through of the whole lifecycle.
 
 On a fresh `demo` project with builtin:tiny and the bundled sample (samples/tickets.jsonl,
 support tickets to classify): build and describe the base model, ingest (one malformed line
@@ -8,9 +8,10 @@ matched, a health report), prepare (loss-masked tokens, a leak-free split, the m
 token-length histogram), re-ingest (reused: same content), preflight (GO with the memory
 estimate; and the same job planned for a 900 MB machine: BLOCK with a plan that fits), train
 (LoRA on the pretrained builtin:tiny: the loss curve, eval loss falling, preflight's estimate
-against the measured peak), evaluate (base vs candidate, gates, the HTML report), the ledger's
-accounting, a rejected row's story, and the timeline.
-Each later stage issue extends this file with its stage.
+against the measured peak), evaluate (base vs candidate, gates, the HTML report), export
+(GGUF q8_0 and safetensors, each proven by its parity gate), deploy (smoke test through the
+endpoint, promoted), the ledger's accounting, a rejected row's story, one chat request to the
+served model with the openai client, the timeline, and where to look next.
 
 The first run pretrains builtin:tiny (~3 min on 2 cores, cached) and trains the shipped lora
 recipe (10 epochs, ~2 min); `brewslm demo --set max_steps=10` shortens the training.
@@ -62,14 +63,39 @@ def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -
         f"{s['stage']} {s['outcome']}{' ' + s['reason_code'] if s.get('reason_code') else ''}"
         f" ({s.get('source', '')}:{s.get('position', '')})" for s in trace["steps"]))
 
+    chat = None
+    if "deploy" in results:
+        say(Rule("the served model answers (openai client -> /v1/chat/completions)"))
+        question = _sample_question()
+        chat = ask_endpoint(info, question)
+        say(f"  Q: {question}\n  A: {chat['answer']}")
+
     say(Rule("timeline"))
     tl = timeline.build(info, query.EventFilter())
     if not quiet:
         console.err.print(timeline.render(tl))
+    say(Rule("where to look next"))
+    for line in NEXT_STEPS:
+        say(f"  {line}")
     return {"project": info.name, "base_model": model,
             "runs": {k: r.to_dict() for k, r in results.items()},
             "dataset": data.dataset_rows(info, limit=3), "ledger": stats, "trace": trace,
-            "events": tl["count"]}
+            "chat": chat, "events": tl["count"]}
+
+
+NEXT_STEPS = (
+    "brewslm serve -p demo                  # the promoted version at http://127.0.0.1:8000/v1",
+    "brewslm server                         # REST API at http://127.0.0.1:8321/docs; the model "
+    "at /serve/demo/v1",
+    "brewslm audit -p demo lineage PATH     # any exported file back to the source lines",
+    "brewslm bundle -p demo -o support.zip  # a redacted support bundle",
+    "brewslm deploy telemetry -p demo       # requests, latency p50/p95/p99, tokens/s")
+
+
+def _sample_question() -> str:
+    """An eval-style ticket, phrased as the sample's instruction and input are."""
+    first = json.loads(sample_path().read_text(encoding="utf-8").splitlines()[0])
+    return f"{first['instruction']}\n\n{first['input']}"
 
 
 def _data_stages(info: project.ProjectInfo, say) -> dict[str, StageResult]:
@@ -135,7 +161,55 @@ def _model_stages(info: project.ProjectInfo, say, overrides: list[str]) -> dict[
         f"{out['plot_files'][0]}")
     say(Rule("09 evaluate"))
     results["evaluate"] = _evaluate(info, say)
+    if results["evaluate"].result.get("promotable"):
+        results.update(_ship(info, say))
+    else:
+        say("  not promotable: export and deploy refuse this candidate (train longer)")
     return results
+
+
+def _ship(info: project.ProjectInfo, say) -> dict[str, StageResult]:
+    """10 export (GGUF and safetensors, each with its parity), 11 deploy (the safetensors
+    export, smoke-tested through the endpoint and promoted)."""
+    from brewslm.stages.deploy import deploy
+    from brewslm.stages.export import export
+
+    results: dict[str, StageResult] = {}
+    for fmt, quant in (("gguf", "q8_0"), ("safetensors", None)):
+        say(Rule(f"10 export --format {fmt}"))
+        results[f"export_{fmt}"] = _check(export(info, fmt=fmt, quant=quant), say)
+        out = results[f"export_{fmt}"].result
+        for reader in out["parity"]["readers"]:
+            say(f"  parity ({reader['reader']}): max |logit diff| "
+                f"{reader['max_abs_diff']:.2g} <= {reader['tolerance']}, argmax agreement "
+                f"{reader['argmax_agreement']:.0%}, tokens and chat template identical")
+        say(f"  {out['artifacts'][0]['path']}")
+    say(Rule("11 deploy"))
+    results["deploy"] = _check(deploy(info, export_id=results["export_safetensors"].result[
+        "export_id"]), say)
+    dep = results["deploy"].result
+    slowest = max(a["latency_s"] for a in dep["smoke"]["prompts"])
+    say(f"  version {dep['version']} {dep['deployment_status']}: smoke test of "
+        f"{len(dep['smoke']['prompts'])} prompts through /v1/chat/completions, slowest "
+        f"{slowest:.2f}s")
+    return results
+
+
+def ask_endpoint(info: project.ProjectInfo, question: str) -> dict[str, Any]:
+    """One chat request to the promoted version with the official openai client, through a
+    real endpoint on a free loopback port (as `brewslm serve` runs it)."""
+    from openai import OpenAI
+
+    from brewslm.serving.server import background_server, create_project_app
+
+    with background_server(create_project_app(info)) as base_url:
+        client = OpenAI(base_url=f"{base_url}/v1", api_key="not-needed-on-loopback")
+        reply = client.chat.completions.create(
+            model=info.name, messages=[{"role": "user", "content": question}],
+            max_tokens=48, temperature=0)
+    return {"endpoint": f"{base_url}/v1", "question": question,
+            "answer": reply.choices[0].message.content, "model": reply.model,
+            "usage": reply.usage.model_dump() if reply.usage else None}
 
 
 def _evaluate(info: project.ProjectInfo, say) -> StageResult:
