@@ -23,6 +23,7 @@ from brewslm import (
     cli_export,
     cli_jobs,
     cli_observe,
+    cli_projectfile,
     cli_run,
     cli_train,
     console,
@@ -329,6 +330,7 @@ cli_export.register(app)
 cli_deploy.register(app)
 cli_jobs.register(app)
 cli_run.register(app)
+cli_projectfile.register(app)
 
 
 def main() -> None:
