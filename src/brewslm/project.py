@@ -77,8 +77,12 @@ def create(name: str, *, base_model: str | None = None,
 
 
 def get(name: str) -> ProjectInfo:
-    with session() as s:
-        row = s.scalar(select(Project).where(Project.name == name))
+    # A name create() would refuse names no project, and is never sent to the database (on
+    # PostgreSQL a NUL byte in it would be an error, not a miss).
+    row = None
+    if NAME_RE.match(name or ""):
+        with session() as s:
+            row = s.scalar(select(Project).where(Project.name == name))
     if row is None:
         raise NotFoundError("project_not_found", f"no project named {name!r}")
     return _info(row)

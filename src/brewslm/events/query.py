@@ -50,11 +50,14 @@ def parse_time(value: str | None, field: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        # Stored times are UTC; SQLite compares them as text, so the filter must be UTC too.
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError:
         raise InputError("filter_invalid", f"--{field} {value!r} is not an ISO 8601 time "
                          "(e.g. 2026-11-27T10:00:00Z)", field=field) from None
-    # Stored times are UTC; SQLite compares them as text, so the filter must be UTC too.
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:  # a valid local time whose UTC falls outside years 1-9999
+        raise InputError("filter_invalid", f"--{field} {value!r} is out of range in UTC "
+                         "(years 1-9999)", field=field) from None
 
 
 def events(project: ProjectInfo, flt: EventFilter = EventFilter()) -> list[dict[str, Any]]:

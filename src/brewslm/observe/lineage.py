@@ -40,25 +40,40 @@ def resolve(project: ProjectInfo, target: str) -> ArtifactInfo:
     of an exported file, found by its checksum in an export's SHA256SUMS)."""
     looks_like_id = not target or HEX.fullmatch(target)
     if os.sep in target or (os.altsep and os.altsep in target) or (
-            not looks_like_id and Path(target).exists()):
-        return _by_path(project, Path(target).expanduser())
+            not looks_like_id and _exists(target)):
+        return _by_path(project, Path(target))
     return artifacts.get(project, target)
 
 
+def _exists(target: str) -> bool:
+    try:
+        return Path(target).exists()
+    except OSError:  # a name the OS refuses (longer than NAME_MAX, ...) is no file
+        return False
+
+
 def _by_path(project: ProjectInfo, path: Path) -> ArtifactInfo:
-    resolved = path.resolve()
+    unknown = NotFoundError("audit_path_unknown", f"{path} is not inside an artifact of project "
+                            f"{project.name!r}, and no export lists its checksum", path=str(path))
+    try:
+        resolved = path.expanduser().resolve()
+        is_file = resolved.is_file()
+    except (OSError, RuntimeError, ValueError):  # ~no-such-user, a NUL byte, a name too long
+        raise unknown from None
     arts = artifacts.list_artifacts(project)
     for art in arts:
         folder = art.path.resolve()
         if resolved in (folder, folder.parent) or folder in resolved.parents:
             return art
-    if resolved.is_file():
-        digest = _sha256(resolved)
+    if is_file:
+        try:
+            digest = _sha256(resolved)
+        except OSError:  # unreadable: it can match no checksum we could show
+            raise unknown from None
         for art in arts:
             if digest in _listed_checksums(art):
                 return art
-    raise NotFoundError("audit_path_unknown", f"{path} is not inside an artifact of project "
-                        f"{project.name!r}, and no export lists its checksum", path=str(path))
+    raise unknown
 
 
 def _sha256(path: Path) -> str:

@@ -145,9 +145,15 @@ def export_dir(project: ProjectInfo, version: Version) -> Path:
 
 # --- helpers ---------------------------------------------------------------------------------
 
+MAX_VERSION = 2**31 - 1  # the largest INTEGER on PostgreSQL (SQLite's is 2**63 - 1)
+
+
 def _get(s: Any, project: ProjectInfo, number: int) -> Deployment:
+    # Versions count up from 1 in an INTEGER column: a number outside it names no version
+    # (and would overflow the database driver if it were sent).
+    in_range = 1 <= number <= MAX_VERSION
     row = s.scalar(select(Deployment).where(Deployment.project_id == project.id,
-                                            Deployment.version == number))
+                                            Deployment.version == number)) if in_range else None
     if row is None:
         raise NotFoundError("deploy_version_unknown", f"project {project.name!r} has no "
                             f"deployment version {number}", version=number)
