@@ -43,6 +43,16 @@ def test_each_kind_is_redacted_and_counted(text, secret, kind):
     assert dict(r.counts) == {kind: 1}
 
 
+def test_url_credentials_need_a_password_or_a_token_as_the_user():
+    r = Redactor()
+    assert r.redact_text("postgresql://brewslm@127.0.0.1/db") == (
+        "postgresql://brewslm@127.0.0.1/db")  # a user name alone is not a secret
+    assert r.redact_text("redis://:PLANTEDsecret@host:6379/0") == (
+        "redis://[REDACTED:url_credentials]@host:6379/0")
+    assert "PLANTEDtoken" not in r.redact_text("https://PLANTEDtoken0123456789abcd@git.example")
+    assert dict(r.counts) == {"url_credentials": 2}
+
+
 def test_url_keeps_scheme_and_host_and_pem_without_end_is_cut_too():
     r = Redactor()
     out = r.redact_text("to https://user:pw1234@example.com/path ok")

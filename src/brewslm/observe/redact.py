@@ -35,7 +35,10 @@ PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     # A key cut off by a log tail has no END line: take the base64 body that follows instead.
     ("private_key", re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----(?:.*?" + _PEM_END
                                + r"|(?:(?:\s|\\[rn])+[A-Za-z0-9+/=]{16,})*)", re.S), 0),
-    ("url_credentials", re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s/@'\"<>]+)@"), 1),
+    # user:password@ (user may be empty: redis://:SECRET@host), or a token used as the user
+    # (https://TOKEN@host); a bare user name (postgresql://brewslm@host) is not a secret.
+    ("url_credentials", re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^\s/@'\"<>:]*:[^\s/@'\"<>]+"
+                                   r"|[A-Za-z0-9_-]{20,})@"), 1),
     ("bearer_token", re.compile(r"(?i)\bbearer\s+((?=[A-Za-z0-9._~+/=-]*\d)"
                                 r"[A-Za-z0-9._~+/=-]{8,})"), 1),
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}"), 0),
