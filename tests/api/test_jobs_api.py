@@ -70,6 +70,9 @@ def api_job(client: TestClient, name: str, stage: str, body: dict) -> dict:
     assert job["status"] == "queued" and job["kind"] == stage
     assert worker.run_worker(once=True) == 1
     done = client.get(f"/api/jobs/{job['id']}").json()
+    log = client.get(f"/api/jobs/{job['id']}/log", params={"tail": 30}).json()["lines"]
+    assert done["status"] == "succeeded", (stage, done["error_code"], done["error_message"],
+                                           log)
     result = client.get(f"/api/jobs/{job['id']}/result")
     assert result.status_code == 200
     assert result.json() == done["result"]

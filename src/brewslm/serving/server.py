@@ -95,8 +95,10 @@ def background_server(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     """Run `app` with uvicorn in a thread on a free port; yields its base URL."""
     import uvicorn
 
+    # log_config=None: an embedded server must not reconfigure the host's logging (uvicorn's
+    # handlers would bind to whatever sys.stderr is now, e.g. a test runner's, closed later).
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", log_config=None))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
