@@ -94,3 +94,12 @@ def prepare_small(tmp_path):
         return info
 
     return make
+
+
+@pytest.fixture
+def rows_file(tmp_path):
+    """40 generated instruction rows as a JSONL file (the data prepare_small ingests)."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
+                            f'"response": "category {i % 3}"}}\n' for i in range(40)))
+    return path

@@ -19,15 +19,6 @@ FAST = {"overrides": ["max_steps=8", "learning_rate=5e-3"], "pack": "fast",
         "eval_overrides": ["limit=8", "generation.max_new_tokens=8"]}
 
 
-@pytest.fixture
-def rows_file(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"instruction": f"ticket {i}: app {i % 7} broken",
-                                        "response": f"category {i % 3}"}) + "\n"
-                            for i in range(40)))
-    return path
-
-
 def codes(info) -> list[str]:
     return [e["reason_code"] for e in query.events(info)]
 

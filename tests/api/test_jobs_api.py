@@ -79,15 +79,6 @@ def api_job(client: TestClient, name: str, stage: str, body: dict) -> dict:
     return done
 
 
-@pytest.fixture
-def rows_file(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text("".join(json.dumps({"instruction": f"ticket {i}: app {i % 7} broken",
-                                        "response": f"category {i % 3}"}) + "\n"
-                            for i in range(40)))
-    return path
-
-
 def test_every_stage_as_an_api_job_equals_the_cli_and_ends_served(rows_file):
     from openai import OpenAI  # noqa: F401  (the endpoint is checked with plain HTTP here)
 

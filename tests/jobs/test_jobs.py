@@ -19,14 +19,6 @@ pytestmark = pytest.mark.store
 
 
 @pytest.fixture
-def rows_file(tmp_path):
-    path = tmp_path / "rows.jsonl"
-    path.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
-                            f'"response": "category {i % 3}"}}\n' for i in range(40)))
-    return path
-
-
-@pytest.fixture
 def info():
     from brewslm import project
 
