@@ -103,3 +103,14 @@ def rows_file(tmp_path):
     path.write_text("".join(f'{{"instruction": "ticket {i}: app {i % 7} broken", '
                             f'"response": "category {i % 3}"}}\n' for i in range(40)))
     return path
+
+
+@pytest.fixture
+def no_secret_env(monkeypatch):
+    """Remove secret-named variables this process may have gained from the environment, so a
+    test that counts a support bundle's redactions counts only what it planted."""
+    from brewslm.observe.redact import is_secret_key
+
+    for name in list(os.environ):
+        if is_secret_key(name):
+            monkeypatch.delenv(name)

@@ -64,7 +64,7 @@ def test_clusters_match_the_service(client, story):
                                  params={"since": "soon"}), 400) == "filter_invalid"
 
 
-def test_bundle_is_a_zip_and_recorded(client, story, monkeypatch):
+def test_bundle_is_a_zip_and_recorded(client, story, monkeypatch, no_secret_env):
     monkeypatch.setenv("HF_TOKEN", "hf_PLANTEDaBcDeFgHiJkLmNoPqRsTuVwXyZ0123")
     resp = client.get("/api/projects/served/bundle")
     assert resp.status_code == 200

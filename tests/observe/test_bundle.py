@@ -88,7 +88,8 @@ def plant(info, monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("BREWSLM_PLANTED_HEADER", f"Bearer {BEARER}")
 
 
-def test_no_planted_secret_survives_anywhere(prepare_small, monkeypatch, tmp_path):
+def test_no_planted_secret_survives_anywhere(prepare_small, monkeypatch, tmp_path,
+                                            no_secret_env):
     info = prepare_small("leaky")
     plant(info, monkeypatch, tmp_path)
     out = tmp_path / "support.zip"
