@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint test-postgres test-queue bench clean
+.PHONY: install demo test lint test-postgres test-queue test-ui bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -39,6 +39,15 @@ test-queue: $(STAMP)
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	$(PY) -m pytest -m queue tests/jobs/test_broker.py $(PYTEST_ARGS)
 
+# The web UI in a real browser: Playwright (the Python package) driving Debian's chromium,
+# installed when missing (Playwright's own browser download is not reachable here).
+# Screenshots of every page land in test-artifacts/ui/.
+test-ui: $(STAMP)
+	test -x /usr/bin/chromium || { SUDO=; [ "$$(id -u)" -ne 0 ] && SUDO=sudo; \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	$(PY) -m pytest -m browser tests/web $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) benchmarks/events.py
@@ -51,4 +60,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/serve_throughput.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts

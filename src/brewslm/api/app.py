@@ -66,6 +66,9 @@ def create_app(*, require_token: bool = False) -> FastAPI:
 
     # Each project's promoted version, OpenAI-compatible, at /serve/NAME/v1/...
     app.mount("/serve/{name}", ProjectEndpoints(require_token=require_token))
+    from brewslm.web.ui import add_ui
+
+    add_ui(app)  # the web UI at /
     return app
 
 
@@ -93,6 +96,10 @@ def check_token(request: Request,
                 authorization: Annotated[str | None, Header()] = None) -> None:
     if not request.app.state.require_token:
         return
+    from brewslm.web.ui import token_ok
+
+    if not authorization and token_ok(request):
+        return  # the web UI's token cookie (set by /login)
     expected = config.api_token() or ""
     scheme, _, given = (authorization or "").strip().partition(" ")
     if (scheme.lower() != "bearer" or not expected or not given.strip()

@@ -1,0 +1,56 @@
+"""The projects pages in a browser: the empty list, creating a project from the form, the
+overview board of eleven stages, and the token login when the server requires one."""
+
+from __future__ import annotations
+
+from brewslm import project
+
+
+def test_create_project_from_the_list_and_see_its_board(page, shot):
+    page.goto("/")
+    assert page.locator("main").get_by_text("No projects yet").is_visible()
+    page.fill("#create-project input[name=name]", "ui-demo")
+    page.click("#create-project button[type=submit]")
+    page.wait_for_url("**/projects/ui-demo")
+    cards = page.locator("#board li.card")
+    assert cards.count() == 11
+    assert cards.first.get_attribute("data-stage") == "ingest"
+    assert page.locator("p.next a").inner_text() == "Run stage 01 ingest"
+    assert project.get("ui-demo").base_model == "builtin:tiny"
+    shot(page, "overview")
+    page.goto("/")
+    assert page.locator("#projects a", has_text="ui-demo").is_visible()
+    shot(page, "projects")
+
+
+def test_a_refused_create_shows_the_api_error(page):
+    page.allowed_errors.append("409")
+    page.goto("/")
+    page.fill("#create-project input[name=name]", "ui-demo")  # exists since the test above
+    page.click("#create-project button[type=submit]")
+    panel = page.locator("#job-panel")
+    panel.wait_for(state="visible")
+    assert "project_exists" in panel.inner_text()
+
+
+def test_beyond_loopback_the_ui_asks_for_the_token(browser, monkeypatch, shot):
+    from brewslm.api.app import create_app
+    from brewslm.serving.server import background_server
+
+    monkeypatch.setenv("BREWSLM_API_TOKEN", "s3cret-token")
+    with background_server(create_app(require_token=True)) as url:
+        context = browser.new_context(base_url=url)
+        page = context.new_page()
+        page.goto("/projects/ui-demo")
+        assert page.url.endswith("/login?next=/projects/ui-demo")
+        page.fill("input[name=token]", "wrong")
+        page.click("button[type=submit]")
+        assert "not the server's" in page.locator("p.error").inner_text()
+        shot(page, "login")
+        page.fill("input[name=token]", "s3cret-token")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/projects/ui-demo")
+        assert page.locator("#board li.card").count() == 11
+        # the cookie also opens the REST API to the page's own fetch calls
+        assert page.evaluate("fetch('/api/projects').then(r => r.status)") == 200
+        context.close()
