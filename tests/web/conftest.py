@@ -3,9 +3,10 @@ embedded job worker) driven by Playwright through Debian's chromium.
 
     make test-ui     # installs chromium with apt-get when missing, then runs tests/web
 
-Each test module gets its own BREWSLM_HOME and server, so a module can build a project once and
-visit every page. `page` fails the test on any console error or uncaught page error, and `shot`
-saves a full-page screenshot under test-artifacts/ui/.
+One BREWSLM_HOME and one server for the whole browser session; `lifecycle` is a project the
+autopilot has taken through all eleven stages (built once, ~30 s), for pages that show results.
+`page` fails the test on any console error or uncaught page error, and `shot` saves a full-page
+screenshot under test-artifacts/ui/.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ CHROMIUM = os.environ.get("BREWSLM_CHROMIUM", "/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def brewslm_home(tmp_path_factory, models_dir) -> Iterator[Path]:
-    """One home per module (the project a module builds outlives each test)."""
+    """One home for the session (the projects tests build outlive each test)."""
     home = tmp_path_factory.mktemp("ui-home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("BREWSLM_HOME", str(home / "brewslm-home"))
@@ -40,7 +41,7 @@ def brewslm_home(tmp_path_factory, models_dir) -> Iterator[Path]:
         db.reset_engines()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(brewslm_home) -> Iterator[str]:
     """The API + UI app on a free loopback port, with the embedded job worker."""
     from brewslm.api.app import create_app
@@ -54,6 +55,19 @@ def server(brewslm_home) -> Iterator[str]:
     finally:
         stop.set()
         thread.join(timeout=60)
+
+
+@pytest.fixture(scope="session")
+def lifecycle(brewslm_home) -> str:
+    """A project taken through every stage by the autopilot on the bundled 400-row sample
+    (30 training steps: promotable on the tiny model), exported and deployed. Its name."""
+    from brewslm import autopilot, project
+    from brewslm.demo import sample_path
+
+    info = project.create("lifecycle", base_model="builtin:tiny")
+    summary = autopilot.run_project(info, data=str(sample_path()), overrides=["max_steps=30"])
+    assert summary["status"] == "done", summary
+    return info.name
 
 
 @pytest.fixture(scope="session")
