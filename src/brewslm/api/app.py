@@ -194,11 +194,13 @@ def _add_routes(app: FastAPI) -> None:
         return Response(metrics.png(found["rows"], title=f"loss {run_id}"),
                         media_type="image/png")
 
-    from brewslm.api import deploy, jobs, observe
+    from brewslm.api import deploy, files, jobs, observe, uploads
 
     observe.add_routes(app, deps)
     deploy.add_routes(app, deps)
     jobs.add_routes(app, deps)
+    uploads.add_routes(app, deps)
+    files.add_routes(app, deps)
 
     @app.get("/api/codes", dependencies=deps)
     def list_codes() -> dict[str, Any]:
