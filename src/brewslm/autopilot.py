@@ -5,15 +5,16 @@ sensible defaults, reusing the stage services (no stage logic here).
     summary = run_project(project, data="tickets.jsonl", strict=False)
     summary["status"]      # done / stopped (with `stopped_at` and `why`)
 
-ingest -> introspect -> map --dry-run (shown) -> map, only when introspection is confident
-(else it stops and says what to pass) -> clean -> prepare -> preflight -> train -> evaluate ->
-export (GGUF when the architecture allows, and safetensors) -> deploy (the safetensors export,
-served by `brewslm serve` or the API at /serve/NAME/v1). When preflight blocks on memory, the
-autopilot applies only safe repairs from preflight's own plan (smaller micro-batch with more
-accumulation, gradient checkpointing, a shorter max length, reporting the rows that costs),
-each recorded as an `autopilot_repair` decision event with its evidence; --strict refuses
-them. Run again, it resumes where it stopped: every finished stage with the same inputs and
-parameters is reused, not recomputed.
+ingest -> introspect -> map --dry-run (shown) -> map, only when introspection is confident (else
+it stops and says what to pass) -> clean -> prepare -> preflight -> train -> evaluate -> export
+(GGUF when the architecture allows, and safetensors) -> deploy (the safetensors export, served
+by `brewslm serve` or the API at /serve/NAME/v1). When preflight blocks on memory, the autopilot
+applies only safe repairs from preflight's own plan (smaller micro-batch with more accumulation,
+gradient checkpointing, a shorter max length, reporting the rows that costs) or, when none fits,
+a smaller base model of the same family that is here already (families.py; prepare runs again
+with its tokenizer), each recorded as an `autopilot_repair` decision event with its evidence;
+--strict refuses them. Run again, it resumes where it stopped: every finished stage with the
+same inputs and parameters is reused, not recomputed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def run_project(project: ProjectInfo, *, data: str, goal: str | None = None,
                payload={"data": data, "goal": goal, "strict": strict})
     try:
         _data_stages(project, data, steps, say)
-        train_overrides = _preflight(project, recipe, list(overrides or []), strict, steps, say)
+        project, train_overrides = _preflight(project, recipe, list(overrides or []), strict,
+                                              steps, say)
         _model_stages(project, recipe, train_overrides, pack, list(eval_overrides or []),
                       deploy, steps, say)
     except Stop as stop:
@@ -82,18 +84,27 @@ def _data_stages(project: ProjectInfo, data_source: str, steps: list[dict[str, A
 
 
 def _preflight(project: ProjectInfo, recipe: str, overrides: list[str], strict: bool,
-               steps: list[dict[str, Any]], say: Callable[[str], None]) -> list[str]:
-    """Preflight; on a memory block, the safe part of preflight's plan (unless strict)."""
+               steps: list[dict[str, Any]], say: Callable[[str], None]
+               ) -> tuple[ProjectInfo, list[str]]:
+    """Preflight; on a memory block, the safe part of preflight's plan, else a smaller base
+    model of the same family (unless strict). Returns the project (its base model may have
+    changed) and the training overrides."""
     from brewslm.stages.preflight import preflight
 
     checked = preflight(project, recipe=recipe, overrides=overrides)
     if checked.status != "blocked":
         _step(steps, say, "preflight", checked)
-        return overrides
+        return project, overrides
     plan = checked.result.get("plan") or {}
     repairs = plan.get("overrides") or []
     unsafe = [o for o in repairs if o.split("=", 1)[0] not in SAFE_REPAIRS]
     if strict or not plan.get("fits") or unsafe or not repairs:
+        if not strict and _memory_block(checked):
+            smaller = _smaller_base_model(project, checked, say)
+            if smaller is not None:
+                steps.append(_row("preflight", checked))
+                _step(steps, say, "prepare", _prepare(smaller))
+                return _preflight(smaller, recipe, overrides, strict, steps, say)
         steps.append(_row("preflight", checked))
         why = ("--strict refuses repairs" if strict else "no safe plan fits" if not unsafe
                else f"the plan needs {unsafe}, which is not a safe repair")
@@ -109,7 +120,43 @@ def _preflight(project: ProjectInfo, recipe: str, overrides: list[str], strict: 
         say(f"  repair: {change}")
     repaired = overrides + repairs
     _step(steps, say, "preflight", preflight(project, recipe=recipe, overrides=repaired))
-    return repaired
+    return project, repaired
+
+
+def _memory_block(checked: StageResult) -> bool:
+    return any(b.get("reason_code") == "preflight_memory_exceeded"
+               for b in checked.result.get("blockers") or [])
+
+
+def _smaller_base_model(project: ProjectInfo, checked: StageResult,
+                        say: Callable[[str], None]) -> ProjectInfo | None:
+    """Switch to the next smaller model of the base model's family that is here (local or
+    cached; nothing is downloaded), recording the decision; None when there is none."""
+    from brewslm import project as projects
+    from brewslm.basemodels.families import available_locally, smaller_siblings
+
+    for sibling in smaller_siblings(project.base_model or ""):
+        if not available_locally(sibling):
+            continue
+        evidence = {"change": f"base_model={sibling}", "reason": checked.error["code"],
+                    "from": project.base_model, "to": sibling,
+                    "estimated_peak_bytes": (checked.result.get("memory") or {}).get(
+                        "estimated_peak_bytes"),
+                    "free_bytes": (checked.result.get("memory") or {}).get("free_bytes"),
+                    "plan_fits": (checked.result.get("plan") or {}).get("fits")}
+        emit_event("autopilot_repair", f"preflight blocked and no recipe change fits: "
+                   f"base model {project.base_model} -> {sibling} (same family, smaller)",
+                   project_id=project.id, stage="autopilot", payload=evidence)
+        say(f"  repair: base model {project.base_model} -> {sibling}")
+        return projects.set_base_model(project.name, sibling, reason="autopilot_repair")
+    return None
+
+
+def _prepare(project: ProjectInfo) -> StageResult:
+    """Prepare again: the new base model's tokenizer makes a new manifest."""
+    from brewslm.stages import data
+
+    return data.prepare(project)
 
 
 def _model_stages(project: ProjectInfo, recipe: str, overrides: list[str], pack: str,
@@ -167,12 +214,21 @@ def _row(name: str, result: StageResult, *, skipped: bool = False) -> dict[str, 
     out = result.to_dict()
     keep = ("promotable", "verdict", "export_id", "format", "version", "deployment_status",
             "model_id", "final_loss", "manifest_hash", "recipe_hash", "dataset_id",
-            "snapshot_id")
-    return {"stage": name, "run_id": result.run_id,
-            "status": "skipped" if skipped else result.status, "counts": out.get("counts"),
-            "rejections_by_reason": out.get("rejections_by_reason"),
-            "error": (result.error or {}).get("code"),
-            **{k: out[k] for k in keep if k in out}}
+            "snapshot_id", "endpoint", "quant", "steps")
+    row = {"stage": name, "run_id": result.run_id,
+           "status": "skipped" if skipped else result.status, "counts": out.get("counts"),
+           "rejections_by_reason": out.get("rejections_by_reason"),
+           "error": (result.error or {}).get("code"), "duration_s": out.get("duration_s"),
+           **{k: out[k] for k in keep if k in out}}
+    if "comparison" in out:  # evaluate: base -> candidate per metric, and each gate
+        row["deltas"] = {k: {"base": v.get("base"), "candidate": v.get("candidate")}
+                         for k, v in out["comparison"].items() if isinstance(v, dict)}
+        row["gates"] = [{k: g.get(k) for k in ("id", "passed", "value", "threshold")}
+                        for g in out.get("gates", [])]
+    if out.get("artifacts"):  # export: what was written, where, with its parity
+        row["artifacts"] = [a.get("path") for a in out["artifacts"]]
+        row["parity_passed"] = (out.get("parity") or {}).get("passed")
+    return row
 
 
 def _rows_cost(project: ProjectInfo, change: str) -> dict[str, Any]:

@@ -313,11 +313,14 @@ def server(host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.
 def demo(train_set: Annotated[list[str] | None, typer.Option(
              "--set", help="Override a key of the demo's training recipe (lora), e.g. "
              "--set max_steps=10 for a quick look.")] = None,
+         sample: Annotated[str, typer.Option(
+             help="support: 2,468 tickets with planted defects; small: 400 lines.")
+         ] = "support",
          json_out: JsonOpt = False) -> None:
-    """Run what exists of the lifecycle on bundled data with builtin:tiny, then the timeline."""
+    """The whole lifecycle on bundled data with builtin:tiny: ingest to a served model."""
     from brewslm.demo import run_demo
 
-    summary = run_demo(quiet=json_out, train_overrides=train_set or [])
+    summary = run_demo(quiet=json_out, train_overrides=train_set or [], sample=sample)
     if json_out:
         console.print_json(summary)
 

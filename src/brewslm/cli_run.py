@@ -53,8 +53,11 @@ def register(app: typer.Typer) -> None:
             from brewslm.cli_common import stage_call
 
             stage_call("run", info.name, params, json_out=json_out, detach=True)
+        from brewslm import progress
+
         say = (lambda _line: None) if json_out else console.err.print
-        summary = run_project(info, say=say, **params)
+        with progress.rich_bars(enabled=not json_out):
+            summary = run_project(info, say=say, **params)
         if json_out:
             console.print_json(summary)
         else:
@@ -77,12 +80,35 @@ def _print(summary: dict[str, Any]) -> None:
                                                      "format", "promotable")
                         if k in step), step.get("error") or "")
         rows.append((step["stage"], step["status"], counts.get("in", ""),
-                     counts.get("out", ""), counts.get("rejected", ""), verdict))
+                     counts.get("out", ""), counts.get("rejected", ""), verdict,
+                     f"{step['duration_s']:.1f}" if step.get("duration_s") else ""))
     console.out.print(console.table("autopilot", ["stage", "status", "in", "out", "rejected",
-                                                  "verdict"], rows))
+                                                  "verdict", "s"], rows))
+    _print_results(summary["steps"])
     if summary["status"] == "done":
         console.out.print("[bold green]done[/]: serve it with `brewslm serve -p NAME` "
                           "(or the API at /serve/NAME/v1)")
     else:
         console.out.print(f"[yellow]stopped at {summary['stopped_at']}[/] "
                           f"[{summary['cause']}]: {summary['why']}")
+
+
+def _print_results(steps: list[dict[str, Any]]) -> None:
+    """Eval deltas and gate verdicts, the exported artifacts, and the endpoint."""
+    for step in steps:
+        if step.get("deltas"):
+            console.out.print(console.table("evaluation: base -> candidate", [
+                "metric", "base", "candidate"], [(k, _num(v["base"]), _num(v["candidate"]))
+                                                 for k, v in step["deltas"].items()]))
+            console.out.print(console.table("gates", ["gate", "passed", "value", "threshold"], [
+                (g["id"], g["passed"], _num(g["value"]), _num(g["threshold"]))
+                for g in step["gates"]]))
+        for path in step.get("artifacts") or []:
+            console.out.print(f"{step['stage']}: {path} (parity "
+                              f"{'passed' if step.get('parity_passed') else 'FAILED'})")
+        if step.get("endpoint"):
+            console.out.print(f"endpoint: {step['endpoint']} (version {step.get('version')})")
+
+
+def _num(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)

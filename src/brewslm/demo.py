@@ -1,20 +1,22 @@
 """`brewslm demo` (and `make demo`): a readable run-through of the whole lifecycle.
 
-On a fresh `demo` project with builtin:tiny and the bundled sample (samples/tickets.jsonl,
-support tickets to classify): build and describe the base model, ingest (one malformed line
-kept in the ledger), introspect (a proposal with its confidence), map --dry-run (preview and
-rejections, nothing written), map (a dataset version), clean (duplicates naming the row they
-matched, a health report), prepare (loss-masked tokens, a leak-free split, the manifest and a
-token-length histogram), re-ingest (reused: same content), preflight (GO with the memory
-estimate; and the same job planned for a 900 MB machine: BLOCK with a plan that fits), train
-(LoRA on the pretrained builtin:tiny: the loss curve, eval loss falling, preflight's estimate
-against the measured peak), evaluate (base vs candidate, gates, the HTML report), export
-(GGUF q8_0 and safetensors, each proven by its parity gate), deploy (smoke test through the
-endpoint, promoted), the ledger's accounting, a rejected row's story, one chat request to the
-served model with the openai client, the timeline, and where to look next.
+On a fresh `demo` project with builtin:tiny and a bundled sample (by default
+samples/support_tickets.jsonl: 2,468 support tickets -> {"category", "priority"} with planted
+defects; `--sample small` is the 400-line tickets.jsonl): build and describe the base model,
+ingest (malformed lines kept in the ledger), introspect (a proposal with its confidence), map
+--dry-run (preview and rejections, nothing written), map (a dataset version), clean (duplicates
+naming the row they matched, a health report), prepare (loss-masked tokens, a leak-free split,
+the manifest and a token-length histogram), re-ingest (reused: same content), preflight (GO with
+the memory estimate; and the same job planned for a 900 MB machine: BLOCK with a plan that
+fits), train (LoRA on the pretrained builtin:tiny: the loss curve, eval loss falling,
+preflight's estimate against the measured peak), evaluate (base vs candidate, gates, the HTML
+report), export (GGUF q8_0 and safetensors, each proven by its parity gate), deploy (smoke test
+through the endpoint, promoted), the ledger's accounting, a rejected row's story, one chat
+request to the served model with the openai client, the timeline, and where to look next.
 
-The first run pretrains builtin:tiny (~3 min on 2 cores, cached) and trains the shipped lora
-recipe (10 epochs, ~2 min); `brewslm demo --set max_steps=10` shortens the training.
+The first run pretrains builtin:tiny (~3 min on 2 cores, cached). On the support sample the
+shipped lora recipe trains for 300 steps (SAMPLES: ~1 min; exact match ~0.05 -> ~0.99, see
+benchmarks/README.md for the seeds measured); `--set max_steps=10` shortens it.
 """
 
 from __future__ import annotations
@@ -26,22 +28,32 @@ from typing import Any
 
 from rich.rule import Rule
 
-from brewslm import console, progress, project, rows
-from brewslm.errors import BrewError, NotFoundError
+from brewslm import artifacts, console, progress, project, rows
+from brewslm.errors import BrewError, InputError, NotFoundError
 from brewslm.events import query, timeline
 from brewslm.stages import data
 from brewslm.stages.runner import StageResult
 
 DEMO_PROJECT = "demo"
+# name -> (file in brewslm.samples, the demo's training overrides for it). 300 steps on the
+# support sample: 2,161 train rows, ~2.2 epochs at micro-batch 16, measured by
+# benchmarks/demo_stages.py over several seeds; the small sample keeps the recipe's 10 epochs.
+SAMPLES = {"support": ("support_tickets.jsonl", ["max_steps=300"]),
+           "small": ("tickets.jsonl", [])}
 
 
-def sample_path() -> Path:
-    return Path(str(resources.files("brewslm.samples") / "tickets.jsonl"))
+def sample_path(sample: str = "small") -> Path:
+    return Path(str(resources.files("brewslm.samples") / SAMPLES[sample][0]))
 
 
-def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -> dict[str, Any]:
+def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None,
+             sample: str = "support") -> dict[str, Any]:
+    if sample not in SAMPLES:
+        raise InputError("demo_sample_unknown", f"no sample {sample!r}: one of "
+                         f"{', '.join(SAMPLES)}", sample=sample)
     say = (lambda *_: None) if quiet else console.err.print
     info = _fresh_project(say)
+    overrides = SAMPLES[sample][1] + list(train_overrides or [])  # later keys win
 
     say(Rule("base model"))
     model = project.resolve_base_model(info)
@@ -49,8 +61,8 @@ def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -
         f"chat template: {model['chat_template']}\n  {model['path']}")
 
     with progress.rich_bars(enabled=not quiet):
-        results = _data_stages(info, say)
-        results.update(_model_stages(info, say, train_overrides or []))
+        results = _data_stages(info, say, sample_path(sample))
+        results.update(_model_stages(info, say, overrides))
 
     say(Rule("row ledger: in = out + dropped, per stage"))
     stats = rows.stats(info)
@@ -66,7 +78,7 @@ def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -
     chat = None
     if "deploy" in results:
         say(Rule("the served model answers (openai client -> /v1/chat/completions)"))
-        question = _sample_question()
+        question = _sample_question(info)
         chat = ask_endpoint(info, question)
         say(f"  Q: {question}\n  A: {chat['answer']}")
 
@@ -74,32 +86,64 @@ def run_demo(*, quiet: bool = False, train_overrides: list[str] | None = None) -
     tl = timeline.build(info, query.EventFilter())
     if not quiet:
         console.err.print(timeline.render(tl))
+    say(Rule("summary"))
+    say(summary_table(results))
     say(Rule("where to look next"))
     for line in NEXT_STEPS:
         say(f"  {line}")
-    return {"project": info.name, "base_model": model,
+    return {"project": info.name, "sample": sample, "train_overrides": overrides,
+            "base_model": model,
             "runs": {k: r.to_dict() for k, r in results.items()},
             "dataset": data.dataset_rows(info, limit=3), "ledger": stats, "trace": trace,
             "chat": chat, "events": tl["count"]}
 
 
 NEXT_STEPS = (
+    "brewslm server                         # the web UI at http://127.0.0.1:8321/ (the API at "
+    "/docs, the model at /serve/demo/v1)",
     "brewslm serve -p demo                  # the promoted version at http://127.0.0.1:8000/v1",
-    "brewslm server                         # REST API at http://127.0.0.1:8321/docs; the model "
-    "at /serve/demo/v1",
     "brewslm audit -p demo lineage PATH     # any exported file back to the source lines",
     "brewslm bundle -p demo -o support.zip  # a redacted support bundle",
     "brewslm deploy telemetry -p demo       # requests, latency p50/p95/p99, tokens/s")
 
 
-def _sample_question() -> str:
-    """An eval-style ticket, phrased as the sample's instruction and input are."""
-    first = json.loads(sample_path().read_text(encoding="utf-8").splitlines()[0])
-    return f"{first['instruction']}\n\n{first['input']}"
+def _sample_question(info: project.ProjectInfo) -> str:
+    """The first eval-split ticket, as a user would send it (the model never trained on it)."""
+    from brewslm.stages.outputs import latest_output
+    from brewslm.train.data import load_split
+
+    manifest = latest_output(info, "prepare", "manifest")
+    row = load_split(artifacts.get(info, manifest).path, "eval").rows[0]
+    return next(m["content"] for m in row["messages"] if m["role"] == "user")
 
 
-def _data_stages(info: project.ProjectInfo, say) -> dict[str, StageResult]:
-    source = str(sample_path())
+def summary_table(results: dict[str, StageResult]) -> Any:
+    """Each stage run: status, rows in / out / rejected, seconds, and its headline."""
+    rows_ = []
+    for name, result in results.items():
+        out = result.to_dict()
+        counts = out.get("counts") or {}
+        rows_.append((name, result.status, counts.get("in", ""), counts.get("out", ""),
+                      counts.get("rejected", ""), f"{out.get('duration_s') or 0:.1f}",
+                      _headline(out)))
+    return console.table("the demo's stage runs", ["stage", "status", "in", "out",
+                                                   "rejected", "s", "result"], rows_)
+
+
+def _headline(out: dict[str, Any]) -> str:
+    if "comparison" in out:
+        em = out["comparison"].get("exact_match") or {}
+        return (f"exact match {em.get('base', 0):.2f} -> {em.get('candidate', 0):.2f}; "
+                f"{'promotable' if out.get('promotable') else 'NOT promotable'}")
+    for key in ("verdict", "deployment_status", "manifest_hash", "final_loss", "snapshot_id"):
+        if out.get(key) is not None:
+            value = out[key]
+            return f"{key} {value[:16] if isinstance(value, str) else value}"
+    return ""
+
+
+def _data_stages(info: project.ProjectInfo, say, sample: Path) -> dict[str, StageResult]:
+    source = str(sample)
     results: dict[str, StageResult] = {}
     say(Rule("01 ingest"))
     results["ingest"] = _check(data.ingest(info, source), say)

@@ -141,6 +141,19 @@ def resolve_base_model(info: ProjectInfo, ref: str | None = None) -> dict[str, A
     return described
 
 
+def set_base_model(name: str, ref: str, *, reason: str) -> ProjectInfo:
+    """Point the project at another base model (the autopilot's smaller-sibling repair)."""
+    info = get(name)
+    with session() as s:
+        row = s.get(Project, info.id)
+        before, row.base_model = row.base_model, ref
+        row.updated_at = datetime.now(UTC)
+    emit_event("project_updated", f"project {name}: base model {before} -> {ref}",
+               project_id=info.id, payload={"key": "base_model", "before": before,
+                                            "value": ref, "reason": reason})
+    return get(name)
+
+
 # Settings a user may change with `brewslm project set`, and the type each must have.
 SETTINGS: dict[str, tuple[type, str]] = {
     "mapper_plugins": (list, "modules whose MAPPERS list adds mappers (a list of names)"),

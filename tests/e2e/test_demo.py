@@ -19,7 +19,7 @@ def splits_eval(runs):
 
 
 def test_demo_runs_the_whole_lifecycle():
-    proc = subprocess.run([BREWSLM, "demo", "--set", "max_steps=30", "--json"],
+    proc = subprocess.run([BREWSLM, "demo", "--sample", "small", "--set", "max_steps=30", "--json"],
                           capture_output=True, text=True, env=os.environ.copy(), timeout=600)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -58,7 +58,8 @@ def test_demo_runs_the_whole_lifecycle():
         ("ingest", "kept"), ("map", "dropped")]
     # running it again replaces the demo project instead of failing on it (10 steps: the
     # candidate is not promotable, so nothing is exported and nothing asked)
-    again = subprocess.run([BREWSLM, "demo", "--set", "max_steps=10", "--json"],
+    again = subprocess.run([BREWSLM, "demo", "--sample", "small", "--set", "max_steps=10",
+                            "--json"],
                            capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout)["runs"]["ingest"]["status"] == (
         "succeeded")

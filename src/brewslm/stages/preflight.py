@@ -343,12 +343,24 @@ def _base_model(job: _Job) -> Check:
                        cause=cause)
     job.model_path, job.config = path, config
     made_for = job.manifest.get("base_model")
-    if made_for != ref:
+    if made_for != ref and not _same_tokenizer(job.project, job.manifest):
         return _result("base_model", "fail", reason_code="preflight_manifest_stale",
                        message=f"the manifest was tokenized for {made_for!r}, the project's "
                        f"base model is now {ref!r}: re-run `brewslm prepare`", ref=ref,
                        manifest_base_model=made_for)
     return _passed("base_model", f"{ref} at {path}", ref=ref, path=str(path))
+
+
+def _same_tokenizer(project: ProjectInfo, manifest: dict[str, Any]) -> bool:
+    """A manifest made with another base model still fits when that model's tokenizer is
+    byte-for-byte this one's (members of a family share it): the tokens would be the same."""
+    from brewslm.prepare import tokenizer_hash
+    from brewslm.stages.prepare import load_tokenizer
+
+    try:
+        return tokenizer_hash(load_tokenizer(project)) == manifest.get("tokenizer_hash")
+    except BrewError:
+        return False
 
 
 def _architecture(job: _Job) -> Check:
