@@ -200,3 +200,28 @@ def find_row(path: Path, row_id: str) -> list[dict[str, Any]]:
         if pc.any(mask).as_py():
             hits.extend(pa.Table.from_batches([batch]).filter(mask).to_pylist())
     return hits
+
+
+def examples_by_reason(path: Path, per_reason: int = 1) -> dict[str, list[dict[str, Any]]]:
+    """The first `per_reason` dropped entries of each reason code in a ledger file (with their
+    source and position), read a row group at a time."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for batch in pq.ParquetFile(path).iter_batches():
+        drops = pa.Table.from_batches([batch]).filter(
+            pc.equal(batch.column("outcome"), "dropped"))
+        for entry in drops.to_pylist():
+            chosen = found.setdefault(entry["reason_code"], [])
+            if len(chosen) < per_reason:
+                chosen.append(entry)
+    return dict(sorted(found.items()))
+
+
+def truncation(path: Path) -> dict[str, int]:
+    """How many rows of a ledger file were truncated, and how many tokens were cut in all."""
+    rows = tokens = 0
+    for batch in pq.ParquetFile(path).iter_batches(columns=["truncated_tokens"]):
+        cut = pc.drop_null(batch.column("truncated_tokens"))
+        cut = pc.filter(cut, pc.greater(cut, 0))
+        rows += len(cut)
+        tokens += pc.sum(cut).as_py() or 0
+    return {"rows": rows, "tokens": tokens}

@@ -226,3 +226,9 @@ def read_split(manifest_dir: Path, split: str):
     """Yield tokenized rows (dicts) of one split of a manifest artifact."""
     for batch in pq.ParquetFile(manifest_dir / f"{split}.parquet").iter_batches(batch_size=BATCH):
         yield from batch.to_pylist()
+
+
+def token_lengths(manifest_dir: Path) -> dict[str, list[int]]:
+    """Each split's per-row token counts (the n_tokens column of its Parquet file)."""
+    return {split: pq.read_table(manifest_dir / f"{split}.parquet", columns=["n_tokens"])
+            .column("n_tokens").to_pylist() for split in SPLITS}
