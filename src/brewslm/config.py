@@ -41,6 +41,11 @@ def models_dir() -> Path:
     return path
 
 
+# The web UI keeps the API token in this cookie after /login (HttpOnly, SameSite=Strict); the
+# REST API and the project endpoints accept it as well as a bearer header.
+TOKEN_COOKIE = "brewslm_token"
+
+
 def api_token() -> str | None:
     return os.environ.get("BREWSLM_API_TOKEN") or None
 

@@ -14,7 +14,8 @@ def test_create_project_from_the_list_and_see_its_board(page, shot):
     cards = page.locator("#board li.card")
     assert cards.count() == 11
     assert cards.first.get_attribute("data-stage") == "ingest"
-    assert page.locator("p.next a").inner_text() == "Run stage 01 ingest"
+    assert page.locator("p.next a").first.inner_text() == "Run stage 01 ingest"
+    assert page.locator("#continue-wizard").get_attribute("href") == "/projects/ui-demo/wizard"
     assert project.get("ui-demo").base_model == "builtin:tiny"
     shot(page, "overview")
     page.goto("/")
@@ -32,7 +33,7 @@ def test_a_refused_create_shows_the_api_error(page):
     assert "project_exists" in panel.inner_text()
 
 
-def test_beyond_loopback_the_ui_asks_for_the_token(browser, monkeypatch, shot):
+def test_beyond_loopback_the_ui_asks_for_the_token(browser, monkeypatch, shot, lifecycle):
     from brewslm.api.app import create_app
     from brewslm.serving.server import background_server
 
@@ -50,8 +51,12 @@ def test_beyond_loopback_the_ui_asks_for_the_token(browser, monkeypatch, shot):
         page.click("button[type=submit]")
         page.wait_for_url("**/projects/ui-demo")
         assert page.locator("#board li.card").count() == 11
-        # the cookie also opens the REST API to the page's own fetch calls
+        # the cookie also opens the REST API and the project's endpoint to the page's fetch calls
         assert page.evaluate("fetch('/api/projects').then(r => r.status)") == 200
+        models = f"fetch('/serve/{lifecycle}/v1/models').then(r => r.status)"
+        assert page.evaluate(models) == 200
+        context.clear_cookies()
+        assert page.evaluate(models) == 401
         context.close()
 
 
@@ -63,5 +68,5 @@ def test_the_board_of_a_project_through_every_stage(page, lifecycle, shot):
     assert len(statuses) == 11
     ingest = page.locator("#board li[data-stage=ingest] .counts").inner_text()
     assert ingest == "in 400 · out 399 · rejected 1"
-    assert page.locator("p.next a").inner_text() == "Everything has run: see deployments"
+    assert page.locator("p.next a").first.inner_text() == "Everything has run: see deployments"
     shot(page, "overview-lifecycle")

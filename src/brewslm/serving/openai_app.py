@@ -441,6 +441,10 @@ def authorize(settings: Settings, request: Request) -> None:
         return
     expected = config.api_token() or ""
     scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    cookie = request.cookies.get(config.TOKEN_COOKIE, "")
+    if not scheme and expected and cookie and secrets.compare_digest(cookie.encode(),
+                                                                     expected.encode()):
+        return  # the web UI's token cookie (its "ask the model" box)
     if (scheme.lower() != "bearer" or not expected or not given.strip()
             or not secrets.compare_digest(given.strip().encode(), expected.encode())):
         raise ApiError(401, "invalid_api_key", "a valid bearer token is required",

@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from brewslm import __version__, config
 
 HERE = Path(__file__).parent
-TOKEN_COOKIE = "brewslm_token"
+TOKEN_COOKIE = config.TOKEN_COOKIE
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, default=str)
 

@@ -123,6 +123,7 @@ document.addEventListener("DOMContentLoaded", () => {
       button.disabled = true;
       const params = button.dataset.params ? JSON.parse(button.dataset.params) : {};
       startStage(button.dataset.project || project, button.dataset.stage, params)
+        .catch(() => { /* startStage has shown the refusal in #job-panel */ })
         .finally(() => { button.disabled = false; });
     });
   }
