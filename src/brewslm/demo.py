@@ -113,7 +113,9 @@ def _sample_question(info: project.ProjectInfo) -> str:
     from brewslm.train.data import load_split
 
     manifest = latest_output(info, "prepare", "manifest")
-    row = load_split(artifacts.get(info, manifest).path, "eval").rows[0]
+    first_eval = load_split(artifacts.get(info, manifest).path, "eval").rows[0]["row_id"]
+    row = next(r for r in data.dataset_rows(info, limit=None)["rows"]
+               if r["row_id"] == first_eval)
     return next(m["content"] for m in row["messages"] if m["role"] == "user")
 
 
