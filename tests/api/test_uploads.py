@@ -91,13 +91,13 @@ def test_a_path_in_the_file_name_is_dropped(client, tmp_path, filename, stored):
 
 @pytest.mark.parametrize("filename", ["..", "...", "/", "../"])
 def test_a_file_name_with_nothing_usable_is_refused(client, filename):
-    err = assert_error(send(client, filename, b"x\n"), 400, "request_invalid")
+    err = assert_error(send(client, filename, b"x\n"), 400, "upload_name_invalid")
     assert "file name" in err["message"]
     assert list(uploads_folder().iterdir()) == []
 
 
 def test_an_empty_file_is_refused(client):
-    err = assert_error(send(client, "empty.jsonl", b""), 400, "ingest_empty_source")
+    err = assert_error(send(client, "empty.jsonl", b""), 400, "upload_empty")
     assert "empty" in err["message"] and err["details"]["name"] == "empty.jsonl"
     assert list(uploads_folder().iterdir()) == []
 
@@ -105,7 +105,7 @@ def test_an_empty_file_is_refused(client):
 def test_a_file_over_the_limit_is_refused_while_streaming(client, monkeypatch):
     monkeypatch.setenv("BREWSLM_UPLOAD_MAX_BYTES", "100")
     assert send(client, "ok.jsonl", b"x" * 100).status_code == 201
-    err = assert_error(send(client, "big.jsonl", b"x" * 101), 413, "request_invalid")
+    err = assert_error(send(client, "big.jsonl", b"x" * 101), 413, "upload_too_large")
     assert err["details"] == {"limit_bytes": 100}
     assert "upload limit of 100 bytes" in err["message"]
     assert [p.name for p in uploads_folder().iterdir()] == ["ok.jsonl"]
@@ -113,7 +113,7 @@ def test_a_file_over_the_limit_is_refused_while_streaming(client, monkeypatch):
 
 def test_a_body_declared_over_the_limit_is_refused_before_reading(client, monkeypatch):
     monkeypatch.setenv("BREWSLM_UPLOAD_MAX_BYTES", "100")
-    err = assert_error(send(client, "huge.jsonl", b"x" * 200_000), 413, "request_invalid")
+    err = assert_error(send(client, "huge.jsonl", b"x" * 200_000), 413, "upload_too_large")
     assert err["details"] == {"limit_bytes": 100}
     assert not uploads_folder().exists()
 

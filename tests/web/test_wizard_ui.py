@@ -149,5 +149,5 @@ def test_an_empty_upload_is_refused_with_the_apis_message(page, tmp_path):
     panel = page.locator("#job-panel")
     panel.wait_for(state="visible")
     page.wait_for_function("document.getElementById('job-panel').innerText.includes('empty')")
-    assert "ingest_empty_source" in panel.inner_text()
+    assert "upload_empty" in panel.inner_text()
     assert page.locator("#wizard").get_attribute("data-step") == "2"

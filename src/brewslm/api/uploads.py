@@ -70,15 +70,15 @@ def uploads_dir(info: project.ProjectInfo) -> Path:
 
 def safe_name(filename: str | None) -> str:
     """The base name of `filename` in letters, digits, `.`, `_` and `-` only (no folder, no
-    leading dot); request_invalid when nothing usable is left."""
+    leading dot); upload_name_invalid when nothing usable is left."""
     base = re.split(r"[\\/]", filename or "")[-1]
     name = UNSAFE.sub("_", base).lstrip(".")
     if len(name) > NAME_MAX:
         stem, suffix = os.path.splitext(name)
         name = stem[:NAME_MAX - len(suffix[:20])] + suffix[:20]
     if not name.strip("._-"):
-        raise InputError("request_invalid", f"the upload's file name {filename!r} has no usable "
-                         "characters; name the file like data.jsonl", filename=filename)
+        raise InputError("upload_name_invalid", f"the upload's file name {filename!r} has no "
+                         "usable characters; name the file like data.jsonl", filename=filename)
     return name
 
 
@@ -219,7 +219,7 @@ def _declared_too_large(request: Request, limit: int) -> bool:
 
 
 def _too_large(limit: int) -> JSONResponse:
-    return JSONResponse(error_body("request_invalid", f"the file is larger than the upload "
+    return JSONResponse(error_body("upload_too_large", f"the file is larger than the upload "
                                    f"limit of {limit} bytes (BREWSLM_UPLOAD_MAX_BYTES)",
                                    {"limit_bytes": limit}), status_code=413)
 
@@ -234,7 +234,7 @@ async def save_upload(request: Request, info: project.ProjectInfo) -> dict[str, 
         got = await receive_file(request, partial, limit)
         name = safe_name(got.filename)
         if got.size == 0:
-            raise InputError("ingest_empty_source", f"the uploaded file {name!r} is empty "
+            raise InputError("upload_empty", f"the uploaded file {name!r} is empty "
                              "(0 bytes): there is nothing to ingest", name=name)
         path = await run_in_threadpool(place, partial, folder, name, got)
     finally:
