@@ -1,7 +1,7 @@
 """The files of an export through the REST API: listed with their sha256, each downloadable
 (streamed, nested paths too), and refused when the path leaves the export's folder (400
-request_invalid), names no file of it, or the id is no export (404 artifact_not_found); beyond
-loopback only with the token."""
+export_file_path_invalid), names no file of it (404 export_file_not_found), or the id is no
+export (404 artifact_not_found); beyond loopback only with the token."""
 
 from __future__ import annotations
 
@@ -72,20 +72,24 @@ def test_a_path_outside_the_export_is_refused(exported, path):
     (export.path / "link-out").symlink_to(export.path.parent / "artifact.json")
     got = TestClient(create_app()).get(f"/api/projects/shipped/exports/{export.id}/files/{path}")
     assert got.status_code == 400, got.text
-    assert got.json()["error"]["code"] == "request_invalid"
+    assert got.json()["error"]["code"] == "export_file_path_invalid"
 
 
 def test_unknown_files_exports_and_non_exports_are_404(exported):
     _, export, model = exported
     client = TestClient(create_app())
-    for url in (f"/api/projects/shipped/exports/{export.id}/files/missing.bin",
-                f"/api/projects/shipped/exports/{export.id}/files/adapter",  # a folder
-                f"/api/projects/shipped/exports/{'f' * 64}/files/README.md",
-                f"/api/projects/shipped/exports/{model.id}/files/weights.bin",
-                f"/api/projects/shipped/exports/{model.id}/files"):
+    for url, code in (
+            (f"/api/projects/shipped/exports/{export.id}/files/missing.bin",
+             "export_file_not_found"),
+            (f"/api/projects/shipped/exports/{export.id}/files/adapter",  # a folder
+             "export_file_not_found"),
+            (f"/api/projects/shipped/exports/{'f' * 64}/files/README.md", "artifact_not_found"),
+            (f"/api/projects/shipped/exports/{model.id}/files/weights.bin",
+             "artifact_not_found"),
+            (f"/api/projects/shipped/exports/{model.id}/files", "artifact_not_found")):
         got = client.get(url)
         assert got.status_code == 404, url
-        assert got.json()["error"]["code"] == "artifact_not_found", url
+        assert got.json()["error"]["code"] == code, url
     assert client.get("/api/projects/nope/exports/abc/files/x").json()["error"]["code"] \
         == "project_not_found"
 

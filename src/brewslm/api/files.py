@@ -5,8 +5,9 @@ any one of them, streamed.
     GET /api/projects/{name}/exports/{export_id}/files/{path}   the file itself
 
 `export_id` is the export artifact's id (or a unique prefix). A path that leaves the export's
-folder (`..`, an absolute path, a link pointing out) is refused with 400 request_invalid; an
-unknown export or a file the export does not hold is a 404 artifact_not_found. The sha256 of a
+folder (`..`, an absolute path, a link pointing out) is refused with 400
+export_file_path_invalid; a file the export does not hold is a 404 export_file_not_found, an
+unknown export a 404 artifact_not_found. The sha256 of a
 file comes from the export's SHA256SUMS (written by the export stage), else it is computed.
 """
 
@@ -66,10 +67,10 @@ def file_in(folder: Path, relative: str) -> Path:
     except (OSError, ValueError, RuntimeError):
         target = None
     if target is None or target == root or not target.is_relative_to(root):
-        raise InputError("request_invalid", f"{relative!r} is not a path inside the export's "
-                         "folder", path=relative)
+        raise InputError("export_file_path_invalid", f"{relative!r} is not a path inside the "
+                         "export's folder", path=relative)
     if not _is_file(target):
-        raise NotFoundError("artifact_not_found", f"the export has no file {relative!r}",
+        raise NotFoundError("export_file_not_found", f"the export has no file {relative!r}",
                             path=relative)
     return target
 

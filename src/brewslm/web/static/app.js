@@ -86,6 +86,9 @@ function plot(elementId, figure) {
   const el = document.getElementById(elementId);
   if (!el || !window.Plotly) return;
   const fig = typeof figure === "string" ? JSON.parse(figure) : figure;
+  // A responsive chart sizes itself to its box: give the box the figure's height, so it
+  // never overlaps what follows.
+  if (fig.layout && fig.layout.height && !el.style.height) el.style.height = fig.layout.height + "px";
   window.Plotly.newPlot(el, fig.data, fig.layout || {}, {displaylogo: false, responsive: true});
 }
 
