@@ -133,15 +133,27 @@ def summary_table(results: dict[str, StageResult]) -> Any:
 
 
 def _headline(out: dict[str, Any]) -> str:
+    """The one thing to know about a stage run, by what its result holds."""
     if "comparison" in out:
         em = out["comparison"].get("exact_match") or {}
         return (f"exact match {em.get('base', 0):.2f} -> {em.get('candidate', 0):.2f}; "
                 f"{'promotable' if out.get('promotable') else 'NOT promotable'}")
-    for key in ("verdict", "deployment_status", "manifest_hash", "final_loss", "snapshot_id"):
-        if out.get(key) is not None:
-            value = out[key]
-            return f"{key} {value[:16] if isinstance(value, str) else value}"
-    return ""
+    if out.get("proposal"):
+        return f"{out['proposal']['mapper']} ({out['proposal']['confidence']:.2f})"
+    if out.get("parity"):
+        return (f"{out.get('format')} {out.get('quant') or ''} parity "
+                f"{'passed' if out['parity'].get('passed') else 'FAILED'}")
+    if out.get("deployment_status"):
+        return f"version {out.get('version')} {out['deployment_status']}"
+    if out.get("splits"):
+        return f"train {out['splits']['train']}, eval {out['splits']['eval']}"
+    if out.get("final_loss") is not None:
+        return f"{out.get('steps')} steps, loss {out['final_loss']:.4f}"
+    if out.get("verdict"):
+        return out["verdict"]
+    reasons = out.get("rejections_by_reason") or {}
+    return ", ".join(f"{code} {n}" for code, n in sorted(reasons.items(), key=lambda kv: -kv[1])
+                     )[:40]
 
 
 def _data_stages(info: project.ProjectInfo, say, sample: Path) -> dict[str, StageResult]:
@@ -279,8 +291,12 @@ def _evaluate(info: project.ProjectInfo, say) -> StageResult:
 
 
 def _check(result: StageResult, say) -> StageResult:
-    counts = result.to_dict().get("counts")
+    out = result.to_dict()
+    counts = out.get("counts")
     say(f"{result.stage} {result.run_id}: {result.status}" + (f"  {counts}" if counts else ""))
+    for label, key in (("rejected", "rejections_by_reason"), ("noted", "notes_by_reason")):
+        if out.get(key):
+            say(f"  {label}: " + ", ".join(f"{code} {n}" for code, n in out[key].items()))
     if result.status not in ("succeeded", "reused"):
         raise BrewError(result.error["code"], f"demo stopped: {result.error['message']}")
     return result
