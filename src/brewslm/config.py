@@ -11,6 +11,7 @@ BREWSLM_STRICT_CODES    "1" makes an unknown reason code raise (tests set it) in
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -48,6 +49,22 @@ TOKEN_COOKIE = "brewslm_token"
 
 def api_token() -> str | None:
     return os.environ.get("BREWSLM_API_TOKEN") or None
+
+
+def token_matches(given: str | None) -> bool:
+    """True when `given` is the server's BREWSLM_API_TOKEN (constant time; never when unset)."""
+    expected, given = api_token() or "", (given or "").strip()
+    return bool(expected and given) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def credentials_ok(authorization: str | None, cookie: str | None) -> bool:
+    """A request's credentials: a bearer Authorization header, or, with no header at all, the
+    web UI's token cookie, holding the server's token. The one rule of the API, the UI and the
+    project endpoints."""
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    if not scheme:
+        return token_matches(cookie)
+    return scheme.lower() == "bearer" and token_matches(given)
 
 
 def strict_reason_codes() -> bool:

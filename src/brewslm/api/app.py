@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -94,16 +93,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def check_token(request: Request,
                 authorization: Annotated[str | None, Header()] = None) -> None:
-    if not request.app.state.require_token:
-        return
-    from brewslm.web.ui import token_ok
-
-    if not authorization and token_ok(request):
-        return  # the web UI's token cookie (set by /login)
-    expected = config.api_token() or ""
-    scheme, _, given = (authorization or "").strip().partition(" ")
-    if (scheme.lower() != "bearer" or not expected or not given.strip()
-            or not secrets.compare_digest(given.strip(), expected)):
+    if request.app.state.require_token and not config.credentials_ok(
+            authorization, request.cookies.get(config.TOKEN_COOKIE)):
         raise StarletteHTTPException(401, "a valid bearer token is required",
                                      headers={"WWW-Authenticate": "Bearer"})
 

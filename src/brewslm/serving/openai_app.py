@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import threading
 import time
 import uuid
@@ -439,14 +438,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 def authorize(settings: Settings, request: Request) -> None:
     if not settings.require_token:
         return
-    expected = config.api_token() or ""
-    scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    cookie = request.cookies.get(config.TOKEN_COOKIE, "")
-    if not scheme and expected and cookie and secrets.compare_digest(cookie.encode(),
-                                                                     expected.encode()):
-        return  # the web UI's token cookie (its "ask the model" box)
-    if (scheme.lower() != "bearer" or not expected or not given.strip()
-            or not secrets.compare_digest(given.strip().encode(), expected.encode())):
+    if not config.credentials_ok(request.headers.get("authorization"),
+                                 request.cookies.get(config.TOKEN_COOKIE)):
         raise ApiError(401, "invalid_api_key", "a valid bearer token is required",
                        kind="authentication_error")
 

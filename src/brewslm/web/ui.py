@@ -9,7 +9,6 @@ that the API's token check accepts as well as a bearer header.
 from __future__ import annotations
 
 import json
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,7 @@ def token_ok(request: Request) -> bool:
     """True when the server needs no token or the cookie holds the right one."""
     if not request.app.state.require_token:
         return True
-    expected = config.api_token() or ""
-    given = request.cookies.get(TOKEN_COOKIE, "")
-    return bool(expected and given and secrets.compare_digest(given, expected))
+    return config.token_matches(request.cookies.get(TOKEN_COOKIE))
 
 
 def require_login(request: Request) -> None:
@@ -84,8 +81,7 @@ def add_ui(app: FastAPI) -> None:
 
     @base.post("/login")
     def login(request: Request, token: str = Form(...), next: str = Form("/")) -> Response:
-        expected = config.api_token() or ""
-        if not (expected and secrets.compare_digest(token.strip(), expected)):
+        if not config.token_matches(token):
             return render(request, "login.html", status_code=401, next=_local(next),
                           error="That token is not the server's BREWSLM_API_TOKEN.")
         response = RedirectResponse(_local(next), status_code=303)
